@@ -290,8 +290,10 @@ def error_for_answer(
     said = f": {server_message}" if server_message else ""
 
     if status == 206:
-        return _business_error(obj, kw) if obj is not None else _protocol(
-            "HTTP 206 with a body that is not a JSON object", body, kw
+        return (
+            _business_error(obj, kw)
+            if obj is not None
+            else _protocol("HTTP 206 with a body that is not a JSON object", body, kw)
         )
     if 500 <= status <= 599:
         if obj is None:
@@ -332,11 +334,13 @@ def parse_envelope(
     method: str,
     path: str,
     retry_after: str | None = None,
+    data_type: type[list[Any]] | type[dict[str, Any]] = list,
 ) -> dict[str, Any]:
     """Check a whole answer and return its envelope (``count``, ``data`` list, ...).
 
     A 2xx status alone is not success: the body must be a JSON object whose ``status_code``
-    (when present) is 200 and whose ``data`` is a list, with an integer ``count``.
+    (when present) is 200 and whose ``data`` is a list (``data_type``; an object for the
+    one-space endpoint), with an integer ``count`` when there is one.
     Raises the matching :class:`SpaceTasksError` otherwise.
     """
     if status != 200:
@@ -358,10 +362,9 @@ def parse_envelope(
             raise _business_error(obj, kw | {"retry_after": None})
         raise _protocol(f"HTTP 200 whose body says status_code {body_status!r}", body, kw)
     data = obj.get("data")
-    if not isinstance(data, list):
-        raise _protocol(
-            f"HTTP 200 whose 'data' is {type(data).__name__}, not a list", body, kw
-        )
+    if not isinstance(data, data_type):
+        expected = "a list" if data_type is list else "an object"
+        raise _protocol(f"HTTP 200 whose 'data' is {type(data).__name__}, not {expected}", body, kw)
     count = obj.get("count")
     if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
         raise _protocol(f"HTTP 200 whose 'count' is not a count: {count!r}", body, kw)

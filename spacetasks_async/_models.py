@@ -1,0 +1,322 @@
+"""Typed, lossless models of what the Unpod tasks API returns.
+
+Every model is a frozen, slotted attrs class. Decoding and encoding live in
+:mod:`spacetasks_async._convert`; these classes only hold data. The models are built so that
+``encode_task(decode_task(obj)) == obj`` for every task the server can send:
+
+- unknown keys are kept verbatim in ``extra`` (values are not copied);
+- a known key that was absent stays absent, and one sent as ``null`` is written back as
+  ``null``: ``explicit_nulls`` names the JSON keys that were an explicit ``null``;
+- timestamps are :class:`Timestamp`, a UTC-aware ``datetime`` that remembers the text it was
+  parsed from, so that ``2026-02-07T05:57:45`` is not rewritten as ``...Z``.
+
+Equality compares the data only: the spelling of a timestamp and ``explicit_nulls`` do not
+take part in ``==``.
+
+Enum-typed fields hold the enum member for a known value and the plain ``str`` for a value
+this version does not know yet (the server adds statuses without notice), so a field typed
+``TaskStatus | str | None`` is never a reason to reject a task.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any, SupportsIndex, TypeAlias
+
+import attrs
+
+__all__ = [
+    "NO_NULLS",
+    "CallOutput",
+    "CallSummary",
+    "ExecutionType",
+    "JsonScalar",
+    "OutputShape",
+    "PostCallData",
+    "RunMode",
+    "Space",
+    "Task",
+    "TaskDefinition",
+    "TaskPage",
+    "TaskStatus",
+    "Timestamp",
+    "TranscriptTurn",
+    "UserInfo",
+]
+
+JsonScalar: TypeAlias = str | int | float | bool | None
+"""A JSON value that is not an object or an array."""
+
+NO_NULLS: frozenset[str] = frozenset()
+"""The ``explicit_nulls`` of an object that had no explicit ``null`` (shared, it is immutable)."""
+
+
+class Timestamp(datetime):
+    """A timezone-aware UTC ``datetime`` that remembers the text it was parsed from.
+
+    The API writes times as ``...Z``, with an offset, or naive (meaning UTC). Decoding turns
+    each into UTC; encoding writes back :attr:`wire`, the exact original text, so a round trip
+    does not change the payload. A ``Timestamp`` built in code (or derived by arithmetic or
+    ``replace``) has no wire text and is encoded as ISO 8601 with ``Z``.
+    """
+
+    __slots__ = ("_wire",)
+
+    _wire: str
+
+    @property
+    def wire(self) -> str | None:
+        """The text this timestamp was parsed from, or ``None`` if it was not parsed."""
+        return getattr(self, "_wire", None)
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        # datetime's own pickling rebuilds the value only; keep the wire text too, so that
+        # copy.deepcopy or pickle of a task does not change how it encodes.
+        reduced = super().__reduce_ex__(protocol)
+        assert isinstance(reduced, tuple)  # datetime reduces to (callable, args)
+        return (_restore_timestamp, (reduced[0], reduced[1], self.wire))
+
+
+def _restore_timestamp(
+    rebuild: Callable[..., Timestamp], args: tuple[Any, ...], wire: str | None
+) -> Timestamp:
+    stamp = rebuild(*args)
+    if wire is not None:
+        stamp._wire = wire
+    return stamp
+
+
+class TaskStatus(enum.StrEnum):
+    """The task statuses the server is known to use. Others decode as plain ``str``."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    HOLD = "hold"
+    FAILED = "failed"
+    PARTIALLY_COMPLETED = "partially_completed"
+
+
+class ExecutionType(enum.StrEnum):
+    """How a task is carried out. Others decode as plain ``str``."""
+
+    CALL = "call"
+    EMAIL = "email"
+    SMS = "sms"
+    WHATSAPP = "whatsapp"
+    CHAT = "chat"
+
+
+class RunMode(enum.StrEnum):
+    """The environment a task ran in. Others decode as plain ``str``."""
+
+    DEV = "dev"
+    PROD = "prod"
+
+
+class OutputShape(enum.StrEnum):
+    """Which of the server's shapes a :class:`CallOutput` was decoded from (and encodes to).
+
+    ``NATIVE`` uses the platform's snake_case keys, ``PROVIDER`` the voice provider's camelCase
+    object (``id``, ``startedAt``, ``endedAt``, ...), ``EMPTY`` was ``{}``.
+    """
+
+    NATIVE = "native"
+    PROVIDER = "provider"
+    EMPTY = "empty"
+
+
+@attrs.frozen(weakref_slot=False)
+class UserInfo:
+    """The user a task belongs to (JSON key ``user_info``).
+
+    ``user_token`` is that user's secret: it is kept (so a round trip is lossless) but never
+    shown in ``repr``.
+    """
+
+    email: str | None = None
+    full_name: str | None = None
+    id: JsonScalar = None
+    user_token: str | None = attrs.field(default=None, repr=False)
+    extra: dict[str, Any] = attrs.field(factory=dict)
+    explicit_nulls: frozenset[str] = attrs.field(default=NO_NULLS, repr=False, eq=False)
+
+
+@attrs.frozen(weakref_slot=False)
+class TaskDefinition:
+    """What the task asks for (JSON key ``task``)."""
+
+    objective: str | None = None
+    extra: dict[str, Any] = attrs.field(factory=dict)
+    explicit_nulls: frozenset[str] = attrs.field(default=NO_NULLS, repr=False, eq=False)
+
+
+@attrs.frozen(weakref_slot=False)
+class TranscriptTurn:
+    """One turn of a call transcript.
+
+    ``timestamp`` is a :class:`Timestamp` when the server sent a time string, and the number
+    itself (seconds, as sent) when it sent a number.
+    """
+
+    role: str | None = None
+    content: str | None = None
+    timestamp: datetime | int | float | None = None
+    extra: dict[str, Any] = attrs.field(factory=dict)
+    explicit_nulls: frozenset[str] = attrs.field(default=NO_NULLS, repr=False, eq=False)
+
+
+@attrs.frozen(weakref_slot=False)
+class CallSummary:
+    """The object form of ``post_call_data.summary``.
+
+    ``callback_datetime`` is kept as the text sent: it is extracted from the conversation and
+    is often not a machine-readable time ("tomorrow after five").
+    """
+
+    status: str | None = None
+    summary: str | None = None
+    name: str | None = None
+    contact: JsonScalar = None
+    callback_datetime: str | None = None
+    extra: dict[str, Any] = attrs.field(factory=dict)
+    explicit_nulls: frozenset[str] = attrs.field(default=NO_NULLS, repr=False, eq=False)
+
+
+@attrs.frozen(weakref_slot=False)
+class PostCallData:
+    """The analysis of a call (``output.post_call_data``).
+
+    ``summary`` is a string (documented) or a :class:`CallSummary` (what the server may send).
+    The undocumented fields hold any JSON value, as sent (``structured_data`` is typically a
+    JSON document inside a string and is not parsed).
+    """
+
+    summary: str | CallSummary | None = None
+    outcome: str | None = None
+    sentiment: str | None = None
+    classification: Any = None
+    success_evaluator: Any = None
+    structured_data: Any = None
+    call_evaluation: Any = None
+    profile_summary: Any = None
+    extra: dict[str, Any] = attrs.field(factory=dict)
+    explicit_nulls: frozenset[str] = attrs.field(default=NO_NULLS, repr=False, eq=False)
+
+
+@attrs.frozen(weakref_slot=False)
+class CallOutput:
+    """The ``output`` of a call task, in either of the server's two shapes.
+
+    ``shape`` says which keys the object uses on the wire. In the ``PROVIDER`` shape the
+    attributes are read from ``id`` (``call_id``), ``startedAt``, ``endedAt``, ``recordingUrl``,
+    ``endedReason`` (``call_end_reason``), ``customer`` and ``cost``; every other provider key
+    (``assistantId``, ``costBreakdown``, ``analysis``, ``artifact``, ``costs``, ``monitor``, ...)
+    stays in ``extra`` under its own name. Encoding writes each value back under the key of
+    its shape. The undocumented native fields hold any JSON value, as sent.
+    """
+
+    shape: OutputShape = OutputShape.NATIVE
+    call_id: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    duration: int | float | None = None
+    recording_url: str | None = None
+    transcript: tuple[TranscriptTurn, ...] | None = None
+    post_call_data: PostCallData | None = None
+    call_type: str | None = None
+    call_status: str | None = None
+    customer: Any = None
+    contact_number: Any = None
+    call_end_reason: str | None = None
+    assistant_number: Any = None
+    call_summary: Any = None
+    cost: Any = None
+    metadata: Any = None
+    status_update: Any = None
+    error: Any = None
+    notes: Any = None
+    extra: dict[str, Any] = attrs.field(factory=dict)
+    explicit_nulls: frozenset[str] = attrs.field(default=NO_NULLS, repr=False, eq=False)
+
+
+@attrs.frozen(weakref_slot=False)
+class Task:
+    """One task of a space.
+
+    ``task_id`` is the only required key. ``id`` is the JSON key ``_id`` and ``definition`` the
+    JSON key ``task``. ``input`` is the free-form input object, as sent.
+
+    ``output`` is a :class:`CallOutput` when the JSON ``output`` is an object and ``None`` when
+    it is ``null`` or absent. When it is anything else (a string, a list, a number: the server
+    does this for some pending and email tasks) ``output`` is ``None`` and the value is kept
+    verbatim in ``extra["output"]``, so that encoding gives back exactly what was sent.
+
+    The server's undocumented fields (``space_id``, ``user``, ``user_org_id``,
+    ``collection_ref``, ``attachments``, ``ref_id``) hold any JSON value, as sent.
+    """
+
+    task_id: str
+    id: str | None = None
+    thread_id: str | None = None
+    run_id: str | None = None
+    user_info: UserInfo | None = None
+    definition: TaskDefinition | None = None
+    input: dict[str, Any] | None = None
+    output: CallOutput | None = None
+    assignee: str | None = None
+    status: TaskStatus | str | None = None
+    execution_type: ExecutionType | str | None = None
+    run_mode: RunMode | str | None = None
+    created: datetime | None = None
+    modified: datetime | None = None
+    space_id: Any = None
+    user: Any = None
+    user_org_id: Any = None
+    collection_ref: Any = None
+    attachments: Any = None
+    ref_id: Any = None
+    extra: dict[str, Any] = attrs.field(factory=dict)
+    explicit_nulls: frozenset[str] = attrs.field(default=NO_NULLS, repr=False, eq=False)
+
+
+@attrs.frozen(weakref_slot=False)
+class Space:
+    """One space of an organization (an item of the spaces list).
+
+    ``token`` is the space's public token, the one the tasks endpoint takes.
+    """
+
+    id: str | int | None = None
+    name: str | None = None
+    token: str | None = None
+    agent_handle: str | None = None
+    created_at: datetime | None = None
+    extra: dict[str, Any] = attrs.field(factory=dict)
+    explicit_nulls: frozenset[str] = attrs.field(default=NO_NULLS, repr=False, eq=False)
+
+
+@attrs.frozen(weakref_slot=False)
+class TaskPage:
+    """One page of a space's tasks, as the walk hands it out.
+
+    ``count`` is the server's total for the space (``None`` when the answer had none); it is
+    computed apart from the page and can disagree with it. ``reread`` marks a page that was
+    read again to recover tasks that drift moved to an earlier page.
+    """
+
+    page: int
+    page_size: int
+    count: int | None
+    tasks: tuple[Task, ...]
+    status_code: int = 200
+    message: str | None = None
+    reread: bool = False
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self.tasks)

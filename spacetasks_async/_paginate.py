@@ -1,0 +1,660 @@
+"""The walk over one space: prefetch window, strict order, drift, termination, checkpoint.
+
+How a walk goes:
+
+1. Page ``start`` is fetched alone; its ``count`` tells how many pages there are.
+2. The following pages are fetched concurrently, at most ``window`` HTTP requests in flight
+   and at most ``window`` answers held (fetched but not yet consumed), and are handed out
+   strictly in page order. The consumer sets the pace, so memory does not grow with the
+   size of the space.
+3. Drift. The server orders newest first, and ``count`` comes with every answer. Between two
+   adjacent pages read at different moments:
+
+   - tasks created in between push older ones later: the later page repeats the tail of the
+     earlier one. Those repeats are dropped (dedupe by ``task_id``);
+   - tasks deleted in between pull later ones back: the head of the later page slid onto the
+     earlier page after it was read. A drop of ``count`` from the earlier answer to the later
+     one is the signal; the pages that the slid tasks can now be on are re-read (only those),
+     and the tasks not seen yet are handed out then.
+   - when the later page was answered first, the same holds the other way round (creations
+     lose, so an increase of ``count`` triggers a re-read of the later page).
+
+4. The walk ends when a page comes back short and its own ``count`` agrees, or full and the
+   latest ``count`` says it was the last. An answer that contradicts its own ``count`` is
+   checked once more before the walk trusts it, and a hard ceiling on requests stops a
+   server that never settles.
+
+Dedupe memory is bounded: exact ``task_id`` sets are kept for a horizon of recent pages,
+which widens with the drift seen; tasks older than the horizon are recognised by their
+``created`` time, since the server's order makes every task handed out before the horizon
+at least as new as the horizon's newest (ties are kept exactly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import math
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import attrs
+
+from ._client import validate_page, validate_page_size, validate_space_token
+from ._errors import InvalidArgumentError, SpaceTasksError
+from ._models import Task, TaskPage
+from ._retry import RetryEvent
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+__all__ = ["Checkpoint", "PageWalk", "TaskWalk", "WalkLimitError", "WalkStats"]
+
+log = logging.getLogger("spacetasks_async")
+
+Gate = Callable[[], contextlib.AbstractAsyncContextManager[Any]]
+
+
+class WalkLimitError(SpaceTasksError):
+    """The walk made more requests than any consistent server could need, and gave up."""
+
+
+@attrs.define
+class WalkStats:
+    """Live statistics of one walk; read them during the walk or after it.
+
+    ``pages_fetched`` counts answers (re-reads included), ``rereads`` the re-reads among
+    them, ``retries`` the failed attempts that were retried, ``drift_events`` the times the
+    walk saw the space change under it (a changed ``count`` or repeated tasks).
+    """
+
+    pages_fetched: int = 0
+    tasks_yielded: int = 0
+    duplicates_dropped: int = 0
+    count_at_start: int | None = None
+    count_at_end: int | None = None
+    drift_events: int = 0
+    rereads: int = 0
+    retries: int = 0
+    consistency_checks: int = 0
+
+
+@attrs.frozen
+class Checkpoint:
+    """Where to resume a walk: the first page not yet fully consumed.
+
+    ``consumed`` holds the ``task_id`` of the tasks of that page already handed out, so that
+    a resumed walk skips exactly those. ``page_size`` must stay the same on resume.
+    """
+
+    space_token: str
+    page: int
+    page_size: int
+    consumed: frozenset[str] = frozenset()
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (for a checkpoint file)."""
+        return {
+            "space_token": self.space_token,
+            "page": self.page,
+            "page_size": self.page_size,
+            "consumed": sorted(self.consumed),
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Checkpoint:
+        """The inverse of :meth:`to_json`; raises :class:`InvalidArgumentError` on bad data."""
+        try:
+            token, page, size = obj["space_token"], obj["page"], obj["page_size"]
+            consumed = frozenset(obj.get("consumed", ()))
+        except (KeyError, TypeError) as exc:
+            raise InvalidArgumentError(f"not a checkpoint: missing or bad {exc}") from None
+        validate_space_token(token)
+        validate_page(page)
+        validate_page_size(size)
+        if not all(isinstance(i, str) for i in consumed):
+            raise InvalidArgumentError("checkpoint 'consumed' must hold task_id strings")
+        return cls(token, page, size, consumed)
+
+
+@attrs.define
+class _Answer:
+    page: int
+    tasks: tuple[Task, ...]
+    count: int | None
+    seq: int
+    message: str | None
+    status_code: int
+    reread: bool = False
+
+
+class _Seen:
+    """Which tasks were handed out, in memory bounded by a horizon of recent tasks."""
+
+    def __init__(self, horizon: int) -> None:
+        self.horizon = horizon
+        self._recent: set[str] = set()
+        self._pages: collections.deque[list[Task]] = collections.deque()
+        self._size = 0
+        # Everything evicted is at least as new as ``_cut``; evicted tasks created exactly
+        # at ``_cut`` are kept by id, since equal times do not order.
+        self._cut: datetime | None = None
+        self._ties: set[str] = set()
+        self._undated: set[str] = set()
+
+    def __contains__(self, task: Task) -> bool:
+        tid = task.task_id
+        if tid in self._recent or tid in self._undated:
+            return True
+        cut, created = self._cut, task.created
+        if cut is None or created is None:
+            return False
+        return created > cut or (created == cut and tid in self._ties)
+
+    def add(self, tasks: list[Task]) -> None:
+        if not tasks:
+            return
+        self._pages.append(tasks)
+        for task in tasks:
+            self._recent.add(task.task_id)
+        self._size += len(tasks)
+        while self._size > self.horizon and len(self._pages) > 1:
+            self._evict(self._pages.popleft())
+
+    def _evict(self, tasks: list[Task]) -> None:
+        self._size -= len(tasks)
+        for task in tasks:
+            self._recent.discard(task.task_id)
+            created = task.created
+            if created is None:
+                self._undated.add(task.task_id)  # rare: no time to order by
+            elif self._cut is None or created < self._cut:
+                self._cut = created
+                self._ties = {task.task_id}
+            elif created == self._cut:
+                self._ties.add(task.task_id)
+
+    def preload(self, ids: frozenset[str]) -> None:
+        """Task ids handed out before a resume: never evicted, never handed out again."""
+        self._undated.update(ids)
+
+
+class _Fetcher:
+    """Fetches pages of one walk and stamps each answer with its arrival order.
+
+    The prefetch tasks hold this object and not the walk, so that a walk dropped without
+    being closed can be collected, and its generator finalised, which cancels them.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        space_token: str,
+        page_size: int,
+        window: int,
+        filters: dict[str, str | int] | None,
+        gate: Gate | None,
+        stats: WalkStats,
+    ) -> None:
+        self.client = client
+        self.space_token = space_token
+        self.page_size = page_size
+        self.window = window
+        self.filters = filters
+        self.gate = gate
+        self.stats = stats
+        self.in_flight = asyncio.Semaphore(window)
+        self.seq = 0
+        self.latest_seq = 0
+        self.latest_count: int | None = None
+        self.counts: dict[int, int] = {}  # count of each recent answer, by arrival order
+
+    def _on_retry(self, event: RetryEvent) -> None:
+        self.stats.retries += 1
+
+    async def fetch(self, page: int, reread: bool) -> _Answer:
+        async with self.in_flight, self.gate() if self.gate else _NO_GATE:
+            result = await self.client.get_page(
+                self.space_token,
+                page,
+                self.page_size,
+                filters=self.filters,
+                on_retry=self._on_retry,
+            )
+        self.seq += 1
+        if result.count is not None:
+            self.latest_seq, self.latest_count = self.seq, result.count
+            self.counts[self.seq] = result.count
+            self.counts.pop(self.seq - 4 * self.window - 16, None)
+        self.stats.pages_fetched += 1
+        self.stats.count_at_end = self.latest_count
+        return _Answer(
+            page, result.tasks, result.count, self.seq, result.message, result.status_code, reread
+        )
+
+
+class PageWalk:
+    """An async iterator of :class:`TaskPage`, for one space, in page order.
+
+    Pages hold only tasks not handed out before in this walk. Use as ``async for`` directly,
+    or inside ``async with`` (or :func:`contextlib.aclosing`) to cancel any prefetch at once
+    on an early exit. ``stats`` and ``checkpoint`` can be read at any time.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        space_token: str,
+        *,
+        page_size: int,
+        start_page: int = 1,
+        max_items: int | None = None,
+        window: int = 8,
+        filters: Mapping[str, str | int] | None = None,
+        checkpoint: Checkpoint | None = None,
+        gate: Gate | None = None,
+        max_requests: int | None = None,
+    ) -> None:
+        validate_space_token(space_token)
+        validate_page_size(page_size)
+        validate_page(start_page)
+        if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+            raise InvalidArgumentError(f"window must be an int of at least 1, got {window!r}")
+        if max_items is not None and (not isinstance(max_items, int) or max_items < 0):
+            raise InvalidArgumentError(f"max_items must be a non-negative int, got {max_items!r}")
+        consumed: frozenset[str] = frozenset()
+        if checkpoint is not None:
+            if checkpoint.space_token != space_token:
+                raise InvalidArgumentError(
+                    f"checkpoint is for space {checkpoint.space_token!r}, not {space_token!r}"
+                )
+            if checkpoint.page_size != page_size:
+                raise InvalidArgumentError(
+                    f"checkpoint was taken with page_size {checkpoint.page_size}, "
+                    f"resuming needs the same, got {page_size}"
+                )
+            start_page, consumed = checkpoint.page, checkpoint.consumed
+        self.space_token = space_token
+        self.page_size = page_size
+        self.start_page = start_page
+        self.max_items = max_items
+        self.window = window
+        self.stats = WalkStats()
+        self._fetcher = _Fetcher(
+            client,
+            space_token,
+            page_size,
+            window,
+            dict(filters) if filters else None,
+            gate,
+            self.stats,
+        )
+        self._max_requests = max_requests
+        self.preconsumed = consumed
+        self._next_unconsumed = start_page
+        self._gen: AsyncIterator[TaskPage] | None = None
+        self._handed: _Answer | None = None
+        self.dropped_on_page: frozenset[str] = frozenset()
+
+    # -- iterator protocol ---------------------------------------------------------------
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> TaskPage:
+        if self._gen is None:
+            self._gen = self._run()
+        return await self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop the walk: cancel and await every request still in flight."""
+        if self._gen is not None:
+            await self._gen.aclose()  # type: ignore[attr-defined]
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        """Resume point: the first page whose tasks were not all handed out."""
+        return Checkpoint(self.space_token, self._next_unconsumed, self.page_size)
+
+    def _mark_consumed(self, page: int) -> None:
+        self._next_unconsumed = max(self._next_unconsumed, page + 1)
+
+    # -- fetching ------------------------------------------------------------------------
+
+    # -- the walk ------------------------------------------------------------------------
+
+    async def _run(self) -> AsyncIterator[TaskPage]:
+        size = self.page_size
+        start = self.start_page
+        fetcher = self._fetcher
+        fetches: dict[tuple[int, bool], asyncio.Task[_Answer]] = {}
+        order: collections.deque[tuple[int, bool]] = collections.deque()
+        seen = _Seen(horizon=max(4 * self.window * size, 2 * size))
+        seen.preload(self.preconsumed)
+        meta: dict[int, _Answer] = {}  # the answers of recent pages, for seam checks
+        requests = 0
+        budget = self._max_requests
+
+        def schedule(page: int, reread: bool = False) -> None:
+            nonlocal requests
+            requests += 1
+            if budget is not None and requests > budget:
+                raise WalkLimitError(
+                    f"gave up after {budget} page requests: the space kept changing",
+                    space_token=self.space_token,
+                    page=page,
+                )
+            key = (page, reread)
+            if key in fetches:  # a re-read of a page already being re-read
+                return
+            fetches[key] = asyncio.create_task(fetcher.fetch(page, reread))
+            if reread:
+                self.stats.rereads += 1
+                order.appendleft(key)
+            else:
+                order.append(key)
+
+        try:
+            schedule(start)
+            first = await fetches.pop(order.popleft())
+            self.stats.count_at_start = first.count
+            if budget is None:
+                pages = math.ceil((first.count or 0) / size)
+                budget = 3 * max(pages - start + 1, 1) + 32
+            target = self._target(first.count, start)
+            next_page = start + 1
+            last_normal = first
+            checks = 0
+            answer: _Answer | None = first
+            remaining = self.max_items
+
+            def top_up() -> None:
+                # Keep ``window`` pages on order: in flight or answered, not yet handed out.
+                nonlocal target, next_page
+                # With max_items, a page is asked for only while the pages on order cannot
+                # cover what is still wanted (each gives at most ``size`` tasks).
+                target = max(target, self._target(self._fetcher.latest_count, start))
+                while (
+                    next_page <= target
+                    and len(order) < self.window
+                    and (remaining is None or len(order) * size < remaining)
+                ):
+                    schedule(next_page)
+                    next_page += 1
+
+            while True:
+                if answer is not None:
+                    page_out, remaining = self._emit(answer, seen, remaining)
+                    if not answer.reread:
+                        self._check_seam(answer, meta, seen, schedule)
+                        last_normal = answer
+                    if remaining != 0:
+                        top_up()  # prefetch while the consumer works on this page
+                    if page_out is not None:
+                        self._handed = answer
+                        yield page_out
+                    if not answer.reread:
+                        self._mark_consumed(answer.page)
+                    if remaining == 0:
+                        return
+                    answer = None
+                top_up()
+                if not order:
+                    more = self._more_after(last_normal, checks)
+                    if more is None:
+                        return
+                    checks += 1
+                    self.stats.consistency_checks += 1
+                    if more == "next":
+                        target = next_page
+                        continue
+                    schedule(last_normal.page, True)
+                key = order.popleft()
+                answer = await fetches.pop(key)
+        finally:
+            for task in fetches.values():
+                task.cancel()
+            if fetches:
+                await asyncio.gather(*fetches.values(), return_exceptions=True)
+            self.stats.count_at_end = self._fetcher.latest_count
+
+    def _target(self, count: int | None, start: int) -> int:
+        if count is None:
+            return start
+        return max(start, math.ceil(count / self.page_size))
+
+    def _more_after(self, last: _Answer, checks: int) -> str | None:
+        """Decide, with nothing left to fetch, whether the space really ended at ``last``.
+
+        Returns None (it ended), "next" (fetch the next page) or "again" (re-read ``last``).
+        """
+        size = self.page_size
+        if checks >= 3:
+            log.warning(
+                "space %s: answers kept contradicting their count after %d checks; "
+                "ending the walk at page %d",
+                self.space_token,
+                checks,
+                last.page,
+            )
+            return None
+        raw = len(last.tasks)
+        latest = self._fetcher.latest_count
+        if raw == size:
+            # Full, and a count no older than this answer says it was the last page: done.
+            # Any other count (stale, or lower than what the page shows) gets one more look.
+            if latest == last.page * size and self._fetcher.latest_seq >= last.seq:
+                return None
+            return "next"
+        expected_total = (last.page - 1) * size + raw
+        if last.count is None or last.count <= expected_total:
+            return None
+        # A short page whose own count says more exists: count and data were taken at
+        # different moments. Check once more before ending.
+        log.info(
+            "space %s: page %d has %d tasks but count %d says more; checking again",
+            self.space_token,
+            last.page,
+            raw,
+            last.count,
+        )
+        return "again"
+
+    def _emit(
+        self,
+        answer: _Answer,
+        seen: _Seen,
+        remaining: int | None,
+    ) -> tuple[TaskPage | None, int | None]:
+        fresh = [task for task in answer.tasks if task not in seen]
+        dropped = len(answer.tasks) - len(fresh)
+        # Ids of this page that were already handed out: a checkpoint taken inside this
+        # page must list them too, or a resumed walk (which has no memory) repeats them.
+        self.dropped_on_page = (
+            frozenset(t.task_id for t in answer.tasks) - {t.task_id for t in fresh}
+            if dropped
+            else frozenset()
+        )
+        if dropped:
+            self.stats.duplicates_dropped += dropped
+            if not answer.reread:
+                self.stats.drift_events += 1
+                log.warning(
+                    "space %s: page %d repeated %d task(s) already handed out "
+                    "(tasks were created during the walk); dropped them",
+                    self.space_token,
+                    answer.page,
+                    dropped,
+                )
+        if remaining is not None and len(fresh) > remaining:
+            fresh = fresh[:remaining]
+        seen.add(fresh)
+        if remaining is not None:
+            remaining -= len(fresh)
+        self.stats.tasks_yielded += len(fresh)
+        if answer.reread and not fresh:
+            return None, remaining
+        return (
+            TaskPage(
+                page=answer.page,
+                page_size=self.page_size,
+                count=answer.count,
+                tasks=tuple(fresh),
+                status_code=answer.status_code,
+                message=answer.message,
+                reread=answer.reread,
+            ),
+            remaining,
+        )
+
+    def _check_seam(
+        self,
+        answer: _Answer,
+        meta: dict[int, _Answer],
+        seen: _Seen,
+        schedule: Callable[[int, bool], None],
+    ) -> None:
+        """Compare this page's answer with the previous page's; re-read what drift hid."""
+        size = self.page_size
+        meta[answer.page] = answer
+        meta.pop(answer.page - self.window - 2, None)
+        prev = meta.get(answer.page - 1)
+        if prev is None or prev.count is None or answer.count is None:
+            return
+        seam = prev.page * size  # position of the first task of ``answer.page``
+        if prev.seq < answer.seq:
+            # Read in page order. Creations between the two reads only push tasks later
+            # (repeats, dropped); deletions before the seam pull this page's head back
+            # onto pages already read. Deletions lower the count, so a count that did not
+            # drop means nothing slid back here; one that dropped bounds how much did.
+            lost = prev.count - answer.count
+            if lost == 0:
+                return
+            self._drift(seen, abs(lost))
+            if lost < 0:
+                return
+            first = max(self.start_page, (seam - lost) // size + 1)
+            pages = range(first, prev.page + 1)
+        else:
+            # This page was answered first. Creations since then pushed the previous
+            # page's tail onto it after it was read. Deletions elsewhere can hide those
+            # creations in the net count, so any change of count among the answers that
+            # came between the two reads is a reason to look again.
+            between = [
+                count
+                for seq, count in self._fetcher.counts.items()
+                if answer.seq <= seq <= prev.seq
+            ]
+            spread = max(between) - min(between) if between else 0
+            if spread == 0:
+                return
+            self._drift(seen, spread)
+            last = (seam + spread - 1) // size + 1
+            pages = range(answer.page, last + 1)
+        log.warning(
+            "space %s: the space changed while pages %d and %d were read (count %d -> %d); "
+            "re-reading page(s) %s so that no task is missed",
+            self.space_token,
+            prev.page,
+            answer.page,
+            prev.count,
+            answer.count,
+            ", ".join(map(str, pages)),
+        )
+        for page in reversed(pages):
+            schedule(page, True)
+
+    def _drift(self, seen: _Seen, size: int) -> None:
+        self.stats.drift_events += 1
+        # Keep enough history to recognise every task drift of this size can move.
+        seen.horizon = max(seen.horizon, 2 * size + 4 * self.window * self.page_size)
+
+
+class _NoGate(contextlib.AbstractAsyncContextManager[None]):
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_GATE = _NoGate()
+
+
+class TaskWalk:
+    """An async iterator of :class:`Task`: a :class:`PageWalk` handed out task by task.
+
+    ``checkpoint`` names the page being consumed and the tasks of it already handed out,
+    so a walk interrupted in the middle of a page resumes without loss or repeat.
+    """
+
+    def __init__(self, pages: PageWalk) -> None:
+        self.pages = pages
+        self._page: TaskPage | None = None
+        self._index = 0
+        self._consumed: list[str] = []
+
+    @property
+    def stats(self) -> WalkStats:
+        """The statistics of the underlying page walk."""
+        return self.pages.stats
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        """Resume point at task granularity.
+
+        A page of tasks recovered by a re-read (drift) is not part of the checkpoint: those
+        few tasks are handed out before the walk moves on, but a crash in the middle of
+        them loses the rest of them on resume.
+        """
+        walk = self.pages
+        base = walk.checkpoint
+        page = self._page
+        if page is None or page.reread:
+            return base
+        if self._index >= len(page.tasks):
+            return attrs.evolve(base, page=max(base.page, page.page + 1), consumed=frozenset())
+        consumed = frozenset(self._consumed) | walk.dropped_on_page
+        if page.page == walk.start_page:
+            consumed |= walk.preconsumed
+        return attrs.evolve(base, page=page.page, consumed=consumed)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Task:
+        while self._page is None or self._index >= len(self._page.tasks):
+            self._page = await self.pages.__anext__()
+            self._index = 0
+            self._consumed = []
+        task = self._page.tasks[self._index]
+        self._index += 1
+        self._consumed.append(task.task_id)
+        return task
+
+    async def aclose(self) -> None:
+        """Stop the walk; see :meth:`PageWalk.aclose`."""
+        await self.pages.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

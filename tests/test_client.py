@@ -1,0 +1,372 @@
+"""What goes over the wire for one page, and what every answer of the reference becomes."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import aiohttp
+import pytest
+from aioresponses import CallbackResult, aioresponses
+
+import spacetasks_async as st
+from spacetasks_async import Client, RetryPolicy
+
+BASE = "http://unpod.test"
+KEY = "sk-live-SECRET-abc123"
+TOKEN = "8KZAMRAHSXXXXXXMAYNASMJC"
+TASKS_URL = re.compile(r"^http://unpod\.test/api/v2/platform/spaces/[^/]+/tasks/.*$")
+
+SAMPLE_TASK: dict[str, Any] = {
+    "thread_id": "thread_9xkL2mQpR7vNwY4sZ3cJ8hF1",
+    "user_info": {"email": "u@example.com", "full_name": "John Doe", "user_token": "UTOK-xyz"},
+    "task_id": "T8ff2ccdffe9a11f0878d43cd8a99e069",
+    "task": {"objective": "Call the lead."},
+    "input": {"name": "John Doe"},
+    "output": {},
+    "status": "pending",
+    "created": "2026-02-07T05:57:45",
+    "modified": "2026-02-07T05:57:45",
+}
+
+
+def ok_body(data: list[Any] | None = None, count: int = 1) -> dict[str, Any]:
+    return {
+        "count": count,
+        "status_code": 200,
+        "message": "Tasks Fetched Successfully",
+        "data": [SAMPLE_TASK] if data is None else data,
+    }
+
+
+async def no_sleep(_: float) -> None:
+    return None
+
+
+def make_client(**kw: Any) -> Client:
+    kw.setdefault("retry", RetryPolicy.never())
+    return Client(KEY, base_url=BASE, **kw)
+
+
+@pytest.fixture
+def mocked() -> Any:
+    with aioresponses() as m:
+        yield m
+
+
+def sent(m: aioresponses) -> list[tuple[str, Any, dict[str, Any]]]:
+    return [(method, url, c.kwargs) for (method, url), calls in m.requests.items() for c in calls]
+
+
+async def test_get_page_sends_token_auth_org_handle_user_agent_and_explicit_page_size(
+    mocked: aioresponses,
+) -> None:
+    mocked.get(TASKS_URL, payload=ok_body())
+    async with make_client(org_handle="acme") as client:
+        page = await client.get_page(TOKEN, page=3, page_size=25)
+    [(method, url, kw)] = sent(mocked)
+    assert method == "GET"
+    assert url.path == f"/api/v2/platform/spaces/{TOKEN}/tasks/"
+    assert dict(url.query) == {"page": "3", "page_size": "25"}
+    headers = kw["headers"]
+    assert headers["Authorization"] == f"Token {KEY}"
+    assert headers["Org-Handle"] == "acme"
+    assert headers["User-Agent"].startswith(f"spacetasks_async/{st.__version__}")
+    assert page.page == 3 and page.page_size == 25 and page.count == 1
+    assert [t.task_id for t in page.tasks] == [SAMPLE_TASK["task_id"]]
+
+
+async def test_filters_are_sent_but_space_id_never(mocked: aioresponses) -> None:
+    mocked.get(TASKS_URL, payload=ok_body())
+    async with make_client() as client:
+        await client.get_page(TOKEN, filters={"status": "completed", "from_ts": 1700000000})
+        with pytest.raises(st.InvalidArgumentError, match="space_id"):
+            await client.get_page(TOKEN, filters={"space_id": "other"})  # type: ignore[dict-item]
+    [(_, url, _)] = sent(mocked)
+    assert dict(url.query) == {
+        "page": "1",
+        "page_size": "100",
+        "status": "completed",
+        "from_ts": "1700000000",
+    }
+
+
+async def test_space_token_is_percent_encoded_as_one_segment(mocked: aioresponses) -> None:
+    mocked.get(TASKS_URL, payload=ok_body())
+    async with make_client() as client:
+        await client.get_page("A B%C?#é")
+    [(_, url, _)] = sent(mocked)
+    assert url.raw_path == "/api/v2/platform/spaces/A%20B%25C%3F%23%C3%A9/tasks/"
+
+
+@pytest.mark.parametrize(
+    ("token", "page", "page_size", "what"),
+    [
+        ("", 1, 10, "empty"),
+        ("  ", 1, 10, "empty"),
+        ("a/b", 1, 10, "slash"),
+        (".", 1, 10, "not a token"),
+        ("..", 1, 10, "not a token"),
+        ("ok\n", 1, 10, "control"),
+        (TOKEN, 0, 10, "page must be at least 1"),
+        (TOKEN, -3, 10, "page must be at least 1"),
+        (TOKEN, True, 10, "page must be an int"),
+        (TOKEN, 1, 0, "page_size must be at least 1"),
+        (TOKEN, 1, -5, "page_size must be at least 1"),
+        (TOKEN, 1, 10_001, "at most 10000"),
+        (TOKEN, 1, 2.5, "page_size must be an int"),
+    ],
+)
+async def test_bad_arguments_are_rejected_before_any_request(
+    mocked: aioresponses, token: str, page: Any, page_size: Any, what: str
+) -> None:
+    async with make_client() as client:
+        with pytest.raises(st.InvalidArgumentError, match=what):
+            await client.get_page(token, page=page, page_size=page_size)
+    assert sent(mocked) == []
+
+
+# Every status code and body of the reference, and what it becomes.
+ANSWERS: list[tuple[str, int, Any, dict[str, str], type[st.SpaceTasksError]]] = [
+    (
+        "206 invalid token",
+        206,
+        {"status_code": 206, "message": "Invalid Space Token", "data": {}},
+        {},
+        st.InvalidSpaceTokenError,
+    ),
+    (
+        "206 no access",
+        206,
+        {"status_code": 206, "message": "You Don't have Access to this Space", "data": {}},
+        {},
+        st.SpaceAccessError,
+    ),
+    (
+        "206 backend failed",
+        206,
+        {
+            "status_code": 206,
+            "message": "Tasks Fetch Failed",
+            "data": {"errors": "page must be >= 1"},
+            "errors": "page must be >= 1",
+        },
+        {},
+        st.BackendFailureError,
+    ),
+    ("400", 400, {"status_code": 400, "message": "Bad page", "data": {}}, {}, st.BadRequestError),
+    (
+        "401 no data key",
+        401,
+        {"message": "Invalid token.", "status_code": 401},
+        {},
+        st.AuthenticationError,
+    ),
+    ("403", 403, {"message": "Forbidden", "status_code": 403}, {}, st.PermissionDeniedError),
+    ("404 no status_code", 404, {"message": "Organization not found"}, {}, st.NotFoundError),
+    ("429 seconds", 429, {"detail": "slow down"}, {"Retry-After": "7"}, st.RateLimitError),
+    ("429 bare", 429, {"detail": "slow down"}, {}, st.RateLimitError),
+    ("500 json", 500, {"message": "boom", "status_code": 500}, {}, st.ServerError),
+    ("500 html", 500, "<html><body><h1>Server Error (500)</h1></body></html>", {}, st.ServerError),
+    ("502 html", 502, "<html>502 Bad Gateway</html>", {}, st.ServerError),
+    ("503", 503, "<html>503</html>", {"Retry-After": "3"}, st.ServerError),
+    ("504", 504, "<html>504</html>", {}, st.ServerError),
+    (
+        "200 with data as object",
+        200,
+        {"count": 0, "status_code": 200, "message": "x", "data": {}},
+        {},
+        st.ProtocolError,
+    ),
+    (
+        "200 whose body says 206",
+        200,
+        {"status_code": 206, "message": "Invalid Space Token", "data": {}},
+        {},
+        st.InvalidSpaceTokenError,
+    ),
+    (
+        "200 whose body says 500",
+        200,
+        {"status_code": 500, "message": "oops", "data": []},
+        {},
+        st.ProtocolError,
+    ),
+    ("200 truncated json", 200, '{"count": 3, "data": [{"t', {}, st.ProtocolError),
+    ("200 html", 200, "<html>maintenance</html>", {}, st.ProtocolError),
+    ("200 json list", 200, [1, 2], {}, st.ProtocolError),
+    ("418 unknown json", 418, {"message": "teapot"}, {}, st.HTTPStatusError),
+]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "error"),
+    [a[1:] for a in ANSWERS],
+    ids=[a[0] for a in ANSWERS],
+)
+async def test_each_documented_answer_raises_its_exception(
+    mocked: aioresponses,
+    status: int,
+    body: Any,
+    headers: dict[str, str],
+    error: type[st.SpaceTasksError],
+) -> None:
+    if isinstance(body, str):
+        mocked.get(TASKS_URL, status=status, body=body, headers=headers)
+    else:
+        mocked.get(TASKS_URL, status=status, payload=body, headers=headers)
+    async with make_client() as client:
+        with pytest.raises(error) as info:
+            await client.get_page(TOKEN, page=2)
+    exc = info.value
+    assert type(exc) is error
+    assert exc.status == status
+    assert exc.method == "GET"
+    assert exc.path is not None and exc.path.startswith(f"/api/v2/platform/spaces/{TOKEN}/tasks/")
+    assert exc.space_token == TOKEN and exc.page == 2
+    assert KEY not in str(exc) and KEY not in repr(exc)
+
+
+async def test_retry_after_is_parsed_into_the_rate_limit_error(mocked: aioresponses) -> None:
+    mocked.get(TASKS_URL, status=429, payload={"detail": "x"}, headers={"Retry-After": "7"})
+    async with make_client() as client:
+        with pytest.raises(st.RateLimitError) as info:
+            await client.get_page(TOKEN)
+    assert info.value.retry_after == 7.0
+
+
+async def test_backend_failure_keeps_the_servers_error_text(mocked: aioresponses) -> None:
+    body = {"status_code": 206, "message": "Tasks Fetch Failed", "data": {"errors": "bad task"}}
+    mocked.get(TASKS_URL, status=206, payload=body)
+    async with make_client() as client:
+        with pytest.raises(st.BackendFailureError) as info:
+            await client.get_page(TOKEN)
+    assert info.value.errors == "bad task"
+    assert info.value.server_message == "Tasks Fetch Failed"
+
+
+async def test_html_error_page_is_a_server_error_with_a_short_snippet(mocked: aioresponses) -> None:
+    mocked.get(TASKS_URL, status=500, body="<html>" + "x" * 5000 + "</html>")
+    async with make_client() as client:
+        with pytest.raises(st.ServerError) as info:
+            await client.get_page(TOKEN)
+    assert len(str(info.value)) < 400
+
+
+async def test_connection_failure_is_a_transport_error(mocked: aioresponses) -> None:
+    mocked.get(TASKS_URL, exception=aiohttp.ClientConnectionError("connection refused"))
+    async with make_client() as client:
+        with pytest.raises(st.TransportError) as info:
+            await client.get_page(TOKEN)
+    assert not isinstance(info.value, TimeoutError)
+
+
+async def test_timeout_is_a_transport_error_that_is_also_a_timeout_error(
+    mocked: aioresponses,
+) -> None:
+    mocked.get(TASKS_URL, exception=TimeoutError())
+    async with make_client() as client:
+        with pytest.raises(st.RequestTimeoutError) as info:
+            await client.get_page(TOKEN)
+    assert isinstance(info.value, st.TransportError)
+    assert isinstance(info.value, TimeoutError)
+
+
+async def test_undecodable_task_names_task_and_page(mocked: aioresponses) -> None:
+    bad = dict(SAMPLE_TASK, created="not a time")
+    mocked.get(TASKS_URL, payload=ok_body([bad]))
+    async with make_client() as client:
+        with pytest.raises(st.DecodeError) as info:
+            await client.get_page(TOKEN, page=4)
+    assert info.value.task_id == SAMPLE_TASK["task_id"]
+    assert info.value.json_path.endswith(".created")
+    assert info.value.page == 4
+    assert "UTOK-xyz" not in str(info.value)
+
+
+def test_no_api_key_anywhere_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("UNPOD_API_KEY", raising=False)
+    with pytest.raises(st.ConfigurationError, match="UNPOD_API_KEY"):
+        Client()
+
+
+def test_environment_supplies_key_base_url_and_org(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UNPOD_API_KEY", KEY)
+    monkeypatch.setenv("UNPOD_BASE_URL", "http://example.test/")
+    monkeypatch.setenv("UNPOD_ORG_HANDLE", "org-x")
+    client = Client()
+    assert client.base_url == "http://example.test"
+    assert client.org_handle == "org-x"
+
+
+def test_base_url_defaults_to_unpod_ai(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("UNPOD_BASE_URL", raising=False)
+    assert Client(KEY).base_url == "https://unpod.ai"
+
+
+def test_api_key_is_absent_from_repr_and_str() -> None:
+    client = make_client()
+    assert KEY not in repr(client)
+    assert KEY not in str(client)
+    assert KEY not in repr(vars(client))
+
+
+async def test_api_key_never_reaches_a_log_line_even_at_debug(
+    mocked: aioresponses, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    mocked.get(TASKS_URL, status=503, body="<html>down</html>")
+    mocked.get(TASKS_URL, status=429, payload={}, headers={"Retry-After": "0"})
+    mocked.get(TASKS_URL, payload=ok_body())
+    async with make_client(retry=RetryPolicy(max_attempts=3), sleep=no_sleep) as client:
+        await client.get_page(TOKEN)
+    assert caplog.records, "expected retry log lines"
+    for record in caplog.records:
+        assert KEY not in record.getMessage()
+        assert "UTOK-xyz" not in record.getMessage()
+
+
+async def test_borrowed_session_is_left_open_and_owned_one_is_closed(
+    mocked: aioresponses,
+) -> None:
+    mocked.get(TASKS_URL, payload=ok_body(), repeat=True)
+    async with aiohttp.ClientSession() as session:
+        async with make_client(session=session) as client:
+            await client.get_page(TOKEN)
+        assert not session.closed
+    client = make_client()
+    async with client:
+        await client.get_page(TOKEN)
+        owned = client._session
+    assert owned is not None and owned.closed
+
+
+async def test_a_closed_client_refuses_requests() -> None:
+    client = make_client()
+    async with client:
+        pass
+    with pytest.raises(st.SpaceTasksError, match="closed"):
+        await client.get_page(TOKEN)
+
+
+async def test_user_token_inside_a_task_is_absent_from_repr(mocked: aioresponses) -> None:
+    mocked.get(TASKS_URL, payload=ok_body())
+    async with make_client() as client:
+        page = await client.get_page(TOKEN)
+    assert "UTOK-xyz" not in repr(page)
+    assert page.tasks[0].user_info is not None
+    assert page.tasks[0].user_info.user_token == "UTOK-xyz"
+
+
+async def test_callback_sees_exactly_what_was_sent(mocked: aioresponses) -> None:
+    seen: list[str] = []
+
+    def callback(url: Any, **kw: Any) -> CallbackResult:
+        seen.append(str(url))
+        return CallbackResult(payload=ok_body([]), status=200)
+
+    mocked.get(TASKS_URL, callback=callback)
+    async with make_client() as client:
+        await client.get_page(TOKEN, page=9, page_size=7)
+    assert seen == [f"{BASE}/api/v2/platform/spaces/{TOKEN}/tasks/?page=9&page_size=7"]

@@ -1,0 +1,132 @@
+"""Many spaces under one limit: completeness, isolation of failures, fairness, spaces list."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Any
+
+import pytest
+
+import spacetasks_async as st
+from spacetasks_async import Client, RetryPolicy
+from spacetasks_async.testing import TaskRequest, UnpodServer
+
+
+def client_for(server: UnpodServer, **kw: Any) -> Client:
+    kw.setdefault("retry", RetryPolicy.never())
+    return Client(server.api_key, base_url=server.base_url, org_handle=server.org_handle, **kw)
+
+
+async def test_harvest_of_100_spaces_with_invalid_tokens_completes_the_rest() -> None:
+    sizes = [(i * 37) % 260 for i in range(100)]
+    async with UnpodServer(seed=21, spaces=sizes) as server, client_for(server) as client:
+        bad = ["BADTOKEN0000000000000001", "BADTOKEN0000000000000002"]
+        denied = sorted(server.no_access_tokens)[:1]
+        tokens = server.space_tokens[:50] + bad + denied + server.space_tokens[50:]
+        got: dict[str, list[str]] = collections.defaultdict(list)
+        async with client.harvest(tokens, page_size=50, concurrency=16) as harvest:
+            async for item in harvest:
+                got[item.space_token].append(item.task.task_id)
+        assert {f.space_token for f in harvest.failures} == set(bad) | set(denied)
+        errors = {f.space_token: type(f.error) for f in harvest.failures}
+        assert errors[bad[0]] is st.InvalidSpaceTokenError
+        assert errors[denied[0]] is st.SpaceAccessError
+        for token in server.space_tokens:
+            assert got.get(token, []) == server.expected_task_ids(token), token
+        assert sorted(harvest.completed) == sorted(server.space_tokens)
+        assert server.stats.max_in_flight <= 16
+
+
+async def test_fail_fast_raises_the_first_failure() -> None:
+    async with UnpodServer(seed=22, spaces=[50, 50]) as server, client_for(server) as client:
+        tokens = ["BADTOKEN0000000000000001", *server.space_tokens]
+        with pytest.raises(st.InvalidSpaceTokenError) as info:
+            async with client.harvest(tokens, fail_fast=True) as harvest:
+                async for _ in harvest:
+                    pass
+        assert info.value.space_token == "BADTOKEN0000000000000001"
+
+
+async def test_one_limit_is_shared_by_all_spaces() -> None:
+    sizes = [1000] * 6
+    async with UnpodServer(seed=23, spaces=sizes, latency=0.002) as server:
+        async with client_for(server) as client:
+            harvest = client.harvest(server.space_tokens, page_size=50, concurrency=5, window=8)
+            n = sum([1 async for _ in harvest])
+    assert n == 6000
+    assert server.stats.max_in_flight == 5
+
+
+async def test_a_huge_space_does_not_starve_small_ones() -> None:
+    # One slot, served round-robin: the small spaces get turns between the huge space's
+    # pages, so all of them finish while the huge one is still early on.
+    async with UnpodServer(seed=24, spaces=[20000, 100, 100, 100]) as server:
+        huge, *small = server.space_tokens
+        async with client_for(server) as client:
+            harvest = client.harvest(server.space_tokens, page_size=50, concurrency=1, window=8)
+            async for _ in harvest:
+                if len(harvest.completed) == 3:
+                    break
+            await harvest.aclose()
+        assert sorted(harvest.completed) == sorted(small)
+        huge_pages = [r for r in server.request_log if r.space_token == huge]
+        # the huge space (400 pages) got about its share and no more while they ran
+        assert len(huge_pages) <= 2 * 6 + 4
+
+
+async def test_harvest_with_no_tokens_walks_every_space_of_the_organization() -> None:
+    async with UnpodServer(seed=25, spaces=[10, 0, 30]) as server, client_for(server) as client:
+        spaces = [s async for s in client.iter_spaces()]
+        assert {s.token for s in spaces} == set(server.space_tokens)
+        got: dict[str, int] = collections.Counter()
+        async with client.harvest() as harvest:
+            async for item in harvest:
+                got[item.space_token] += 1
+        for token in server.space_tokens:
+            assert got[token] == len(server.expected_task_ids(token))
+
+
+async def test_spaces_list_without_org_handle_is_a_configuration_error() -> None:
+    async with UnpodServer(seed=26, spaces=[1]) as server:
+        async with Client(server.api_key, base_url=server.base_url) as client:
+            with pytest.raises(st.ConfigurationError, match="org"):
+                [s async for s in client.iter_spaces()]
+
+
+async def test_spaces_list_is_walked_when_the_server_pages_it() -> None:
+    async with UnpodServer(seed=27, spaces=[1] * 23, paginate_spaces=True) as server:
+        async with client_for(server) as client:
+            tokens = [s.token async for s in client.iter_spaces(page_size=5)]
+    assert len(tokens) == len(set(tokens))
+    assert set(server.space_tokens) <= set(tokens)
+
+
+async def test_get_space_returns_one_space() -> None:
+    async with UnpodServer(seed=28, spaces=[3]) as server, client_for(server) as client:
+        space = await client.get_space(server.space_tokens[0])
+    assert space.token == server.space_tokens[0]
+
+
+async def test_breaking_out_of_a_harvest_leaves_nothing_running() -> None:
+    release = asyncio.Event()
+
+    async def hold(req: TaskRequest) -> None:
+        if req.page > 1:
+            await release.wait()
+
+    async with UnpodServer(seed=29, spaces=[500] * 5) as server, client_for(server) as client:
+        server.add_hook(hold)
+        async with client.harvest(server.space_tokens, page_size=50) as harvest:
+            async for _ in harvest:
+                break
+        running = [
+            t
+            for t in asyncio.all_tasks()
+            if not t.done()
+            and getattr(t.get_coro(), "__qualname__", "").startswith(
+                ("_Fetcher.", "PageWalk.", "_walk_space")
+            )  # type: ignore[union-attr]
+        ]
+        assert running == []
+        release.set()

@@ -1,0 +1,412 @@
+"""The walk over one space: requests, order, window, drift, termination, resume, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+import spacetasks_async as st
+from spacetasks_async import Client, RetryPolicy
+from spacetasks_async.testing import DriftPlan, TaskRequest, UnpodServer
+
+
+@contextlib.asynccontextmanager
+async def serve(**kw: Any) -> AsyncIterator[tuple[UnpodServer, Client]]:
+    async with UnpodServer(**kw) as server:
+        client = Client(server.api_key, base_url=server.base_url, retry=RetryPolicy.never())
+        async with client:
+            yield server, client
+
+
+def task_requests(server: UnpodServer, token: str) -> list[int]:
+    return [
+        int(r.query["page"])
+        for r in server.request_log
+        if r.space_token == token and r.path.endswith("/tasks/")
+    ]
+
+
+async def collect(walk: Any) -> list[str]:
+    return [task.task_id async for task in walk]
+
+
+async def test_walk_yields_every_task_in_server_order_with_one_request_per_page() -> None:
+    async with serve(seed=3, spaces=[1234]) as (server, client):
+        token = server.space_tokens[0]
+        walk = client.iter_tasks(token, page_size=100)
+        ids = await collect(walk)
+    assert ids == server.expected_task_ids(token)
+    assert sorted(task_requests(server, token)) == list(range(1, 14))
+    assert walk.stats.pages_fetched == 13
+    assert walk.stats.tasks_yielded == 1234
+    assert walk.stats.duplicates_dropped == 0
+    assert walk.stats.drift_events == 0
+    assert walk.stats.count_at_start == walk.stats.count_at_end == 1234
+
+
+@pytest.mark.parametrize("size", [0, 1, 99, 100, 101, 500])
+async def test_walk_of_edge_sizes_makes_no_request_past_the_end(size: int) -> None:
+    async with serve(seed=5, spaces=[size]) as (server, client):
+        token = server.space_tokens[0]
+        ids = await collect(client.iter_tasks(token, page_size=100))
+    assert ids == server.expected_task_ids(token)
+    assert sorted(task_requests(server, token)) == list(range(1, max(1, -(-size // 100)) + 1))
+
+
+async def test_iter_pages_gives_task_pages_in_order() -> None:
+    async with serve(seed=4, spaces=[250]) as (server, client):
+        token = server.space_tokens[0]
+        pages = [p async for p in client.iter_pages(token, page_size=100)]
+    assert [p.page for p in pages] == [1, 2, 3]
+    assert [len(p.tasks) for p in pages] == [100, 100, 50]
+    assert all(p.count == 250 and not p.reread for p in pages)
+
+
+async def test_prefetch_keeps_exactly_window_requests_in_flight_and_never_more() -> None:
+    window = 4
+    all_in = asyncio.Event()
+    release = asyncio.Event()
+    arrived = 0
+
+    async def hold(req: TaskRequest) -> None:
+        nonlocal arrived
+        if req.page >= 2:
+            arrived += 1
+            if arrived == window:
+                all_in.set()
+            await release.wait()
+
+    async with serve(seed=1, spaces=[2000]) as (server, client):
+        server.add_hook(hold)
+        token = server.space_tokens[0]
+        walk = client.iter_tasks(token, page_size=100, window=window)
+        consumer = asyncio.create_task(collect(walk))
+        await all_in.wait()
+        for _ in range(20):  # let any extra request the client might wrongly send arrive
+            await asyncio.sleep(0)
+        assert server.stats.in_flight == window
+        server.remove_hook(hold)
+        release.set()
+        ids = await consumer
+    assert ids == server.expected_task_ids(token)
+    assert server.stats.max_in_flight == window
+
+
+async def test_pages_are_yielded_in_order_even_when_later_pages_answer_first() -> None:
+    page2_may_answer = asyncio.Event()
+
+    async def late_page_two(req: TaskRequest) -> None:
+        if req.page == 2:
+            await page2_may_answer.wait()
+        elif req.page == 5:
+            page2_may_answer.set()
+
+    async with serve(seed=2, spaces=[500]) as (server, client):
+        server.add_hook(late_page_two)
+        token = server.space_tokens[0]
+        pages = [p.page async for p in client.iter_pages(token, page_size=100, window=8)]
+    assert pages == [1, 2, 3, 4, 5]
+
+
+async def test_a_consumer_that_stops_reading_holds_at_most_window_pages() -> None:
+    async with serve(seed=1, spaces=[5000]) as (server, client):
+        token = server.space_tokens[0]
+        async with client.iter_pages(token, page_size=100, window=3) as walk:
+            first = await anext(walk)
+            await server.wait_requests(4)
+            await server.wait_idle()
+            for _ in range(20):
+                await asyncio.sleep(0)
+            assert first.page == 1
+            assert server.stats.requests == 4  # page 1 and a window of 3, nothing more
+
+
+async def test_max_items_sends_no_request_beyond_what_it_needs() -> None:
+    async with serve(seed=1, spaces=[5000]) as (server, client):
+        token = server.space_tokens[0]
+        walk = client.iter_tasks(token, page_size=100, window=8, max_items=250)
+        ids = await collect(walk)
+    assert ids == server.expected_task_ids(token)[:250]
+    assert sorted(task_requests(server, token)) == [1, 2, 3]
+
+
+async def test_checkpoint_mid_page_resumes_without_loss_or_repeat() -> None:
+    async with serve(seed=9, spaces=[730]) as (server, client):
+        token = server.space_tokens[0]
+        first: list[str] = []
+        async with client.iter_tasks(token, page_size=100) as walk:
+            async for task in walk:
+                first.append(task.task_id)
+                if len(first) == 345:
+                    break
+            checkpoint = walk.checkpoint
+        assert checkpoint.page == 4 and len(checkpoint.consumed) == 45
+        restored = st.Checkpoint.from_json(checkpoint.to_json())
+        rest = await collect(client.iter_tasks(token, page_size=100, checkpoint=restored))
+    assert first + rest == server.expected_task_ids(token)
+
+
+async def test_checkpoint_at_a_page_boundary_points_at_the_next_page() -> None:
+    async with serve(seed=9, spaces=[300]) as (server, client):
+        token = server.space_tokens[0]
+        async with client.iter_tasks(token, page_size=100) as walk:
+            seen = 0
+            async for _ in walk:
+                seen += 1
+                if seen == 200:
+                    break
+            assert walk.checkpoint.page == 3 and walk.checkpoint.consumed == frozenset()
+
+
+async def test_checkpoint_for_another_page_size_is_refused() -> None:
+    async with serve(seed=9, spaces=[10]) as (server, client):
+        token = server.space_tokens[0]
+        with pytest.raises(st.InvalidArgumentError, match="page_size"):
+            client.iter_tasks(token, page_size=50, checkpoint=st.Checkpoint(token, 2, 100))
+
+
+async def test_start_page_resumes_from_that_page() -> None:
+    async with serve(seed=9, spaces=[450]) as (server, client):
+        token = server.space_tokens[0]
+        ids = await collect(client.iter_tasks(token, page_size=100, start_page=3))
+    assert ids == server.expected_task_ids(token)[200:]
+
+
+# -- drift ---------------------------------------------------------------------------------
+
+
+async def test_tasks_created_during_the_walk_cause_no_duplicates_and_no_loss() -> None:
+    async with serve(seed=11, spaces=[1500]) as (server, client):
+        token = server.space_tokens[0]
+        before = server.expected_task_ids(token)
+
+        async def create(req: TaskRequest) -> None:
+            if req.page in (2, 5, 9) and req.attempt == 1:
+                server.create_tasks(token, 7)
+
+        server.add_hook(create)
+        walk = client.iter_tasks(token, page_size=100, window=1)
+        ids = await collect(walk)
+    assert len(ids) == len(set(ids))
+    assert set(before) <= set(ids)
+    assert walk.stats.duplicates_dropped > 0
+    assert walk.stats.drift_events > 0
+
+
+async def test_deletions_behind_the_walk_are_recovered_by_rereading() -> None:
+    async with serve(seed=12, spaces=[1500]) as (server, client):
+        token = server.space_tokens[0]
+        before = server.expected_task_ids(token)
+        deleted: list[str] = []
+
+        async def delete_behind(req: TaskRequest) -> None:
+            if req.page in (4, 8, 12) and req.attempt == 1:
+                # delete tasks on pages already read: later tasks slide back onto them
+                deleted.extend(server.delete_at(token, [10, 150]))
+
+        server.add_hook(delete_behind)
+        walk = client.iter_tasks(token, page_size=100, window=1)
+        ids = await collect(walk)
+    survivors = [t for t in before if t not in set(deleted)]
+    assert len(ids) == len(set(ids))
+    assert set(survivors) <= set(ids), f"lost {len(set(survivors) - set(ids))} tasks"
+    assert walk.stats.rereads > 0
+
+
+async def test_deletions_ahead_of_the_walk_lose_nothing() -> None:
+    async with serve(seed=13, spaces=[1500]) as (server, client):
+        token = server.space_tokens[0]
+        before = server.expected_task_ids(token)
+        deleted: list[str] = []
+
+        async def delete_ahead(req: TaskRequest) -> None:
+            if req.page in (3, 6) and req.attempt == 1:
+                deleted.extend(server.delete_at(token, [1400, 1300]))
+
+        server.add_hook(delete_ahead)
+        ids = await collect(client.iter_tasks(token, page_size=100, window=1))
+    survivors = [t for t in before if t not in set(deleted)]
+    assert ids == survivors
+
+
+@pytest.mark.parametrize("window", [1, 4, 16])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_concurrent_creates_and_deletes_lose_nothing_and_repeat_nothing(
+    window: int, seed: int
+) -> None:
+    plan = DriftPlan(create_per_request=2, delete_per_request=1, seed=seed, start_after=1)
+    async with serve(seed=seed, spaces=[3000], latency=0.002, latency_jitter=0.002) as (
+        server,
+        client,
+    ):
+        token = server.space_tokens[0]
+        before = server.expected_task_ids(token)
+        server.set_drift_plan(plan)
+        walk = client.iter_tasks(token, page_size=100, window=window)
+        ids = await collect(walk)
+        server.set_drift_plan(None)
+        after = set(server.expected_task_ids(token))
+    stable = [t for t in before if t in after]  # existed from start to end
+    assert len(ids) == len(set(ids)), "a task was yielded twice"
+    missing = set(stable) - set(ids)
+    assert not missing, f"lost {len(missing)} of {len(stable)} tasks"
+    assert walk.stats.drift_events > 0
+
+
+async def test_count_that_grows_extends_the_walk_past_the_planned_last_page() -> None:
+    async with serve(seed=14, spaces=[300]) as (server, client):
+        token = server.space_tokens[0]
+
+        async def grow(req: TaskRequest) -> None:
+            if req.page == 2 and req.attempt == 1:
+                server.create_tasks(token, 150)
+
+        server.add_hook(grow)
+        before = server.expected_task_ids(token)
+        ids = await collect(client.iter_tasks(token, page_size=100, window=1))
+    assert set(before) <= set(ids)
+    assert len(ids) == len(set(ids))
+    assert max(task_requests(server, token)) >= 4
+
+
+async def test_a_server_that_never_settles_hits_the_request_ceiling() -> None:
+    async with serve(seed=15, spaces=[300]) as (server, client):
+        token = server.space_tokens[0]
+
+        async def grow_forever(req: TaskRequest) -> None:
+            server.create_tasks(token, 100)
+
+        server.add_hook(grow_forever)
+        walk = st.PageWalk(client, token, page_size=100, window=2, max_requests=20)
+        with pytest.raises(st.WalkLimitError, match="20"):
+            async for _ in walk:
+                pass
+    assert len(task_requests(server, token)) <= 20
+
+
+async def test_short_page_contradicting_its_count_is_checked_again() -> None:
+    async with serve(seed=16, spaces=[250]) as (server, client):
+        token = server.space_tokens[0]
+        plan = DriftPlan(delete_per_request=5, seed=1, between_count_and_data=True, start_after=2)
+
+        server.set_drift_plan(plan)
+        walk = client.iter_tasks(token, page_size=100, window=1)
+        await collect(walk)
+    assert walk.stats.consistency_checks >= 1
+
+
+# -- cleanup -------------------------------------------------------------------------------
+
+
+def _our_tasks() -> set[asyncio.Task[Any]]:
+    """The client's background tasks still running (the server's own are not counted)."""
+    return {
+        t
+        for t in asyncio.all_tasks()
+        if not t.done()
+        and getattr(t.get_coro(), "__qualname__", "").startswith(
+            ("_Fetcher.", "PageWalk.", "_walk_space")
+        )  # type: ignore[union-attr]
+    }
+
+
+async def _hold_pages(server: UnpodServer) -> tuple[asyncio.Event, asyncio.Event]:
+    in_flight = asyncio.Event()
+    release = asyncio.Event()
+    count = 0
+
+    async def hold(req: TaskRequest) -> None:
+        nonlocal count
+        if req.page >= 2:
+            count += 1
+            if count >= 4:
+                in_flight.set()
+            await release.wait()
+
+    server.add_hook(hold)
+    return in_flight, release
+
+
+async def test_breaking_out_of_async_for_cancels_prefetch_and_leaves_nothing_running() -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_debug(True)
+    async with serve(seed=1, spaces=[5000]) as (server, client):
+        in_flight, _release = await _hold_pages(server)
+        walk = client.iter_tasks(server.space_tokens[0], page_size=100, window=4)
+        async for _ in walk:
+            await in_flight.wait()
+            break
+        await walk.aclose()
+        assert _our_tasks() == set()
+        await server.wait_idle()
+
+
+async def test_dropping_an_unclosed_walk_cancels_its_prefetch() -> None:
+    async with serve(seed=1, spaces=[5000]) as (server, client):
+        in_flight, _release = await _hold_pages(server)
+
+        async def consume_and_break() -> None:
+            async for _ in client.iter_tasks(server.space_tokens[0], page_size=100, window=4):
+                await in_flight.wait()
+                break
+
+        await consume_and_break()
+        gc.collect()
+        # the event loop's async-generator finaliser closes the walk; wait for that
+        for _ in range(50):
+            if not _our_tasks():
+                break
+            await asyncio.sleep(0)
+        assert _our_tasks() == set()
+        await server.wait_idle()
+
+
+async def test_cancelling_the_consumer_cancels_every_request_in_flight() -> None:
+    async with serve(seed=1, spaces=[5000]) as (server, client):
+        in_flight, _release = await _hold_pages(server)
+        consumer = asyncio.create_task(
+            collect(client.iter_tasks(server.space_tokens[0], page_size=100, window=4))
+        )
+        await in_flight.wait()
+        consumer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await consumer
+        assert _our_tasks() == set()
+        await server.wait_idle()
+
+
+async def test_an_exception_in_the_consumer_leaves_nothing_running() -> None:
+    async with serve(seed=1, spaces=[5000]) as (server, client):
+        in_flight, _release = await _hold_pages(server)
+        with pytest.raises(RuntimeError, match="consumer broke"):
+            async with client.iter_tasks(server.space_tokens[0], page_size=100) as walk:
+                async for _ in walk:
+                    await in_flight.wait()
+                    raise RuntimeError("consumer broke")
+        assert _our_tasks() == set()
+
+
+async def test_errors_name_the_space_and_page_and_keep_what_was_yielded() -> None:
+    async with serve(seed=1, spaces=[500]) as (server, client):
+        token = server.space_tokens[0]
+        from spacetasks_async.testing import FaultKind
+
+        server.fail_next(FaultKind.HTTP_500_HTML, count=1, token=token, page=3)
+        got: list[str] = []
+        with pytest.raises(st.ServerError) as info:
+            async for task in client.iter_tasks(token, page_size=100, window=1):
+                got.append(task.task_id)
+    assert info.value.space_token == token
+    assert info.value.page == 3
+    assert got == server.expected_task_ids(token)[:200]
+
+
+async def test_invalid_space_token_fails_on_the_first_page() -> None:
+    async with serve(seed=1, spaces=[5]) as (_server, client):
+        with pytest.raises(st.InvalidSpaceTokenError):
+            await collect(client.iter_tasks("NOSUCHTOKEN0000000000000"))
