@@ -144,12 +144,18 @@ class APIError(SpaceTasksError):
 class ProtocolError(APIError):
     """The body is not what the API promises: HTML, truncated or invalid JSON, wrong shape.
 
-    ``snippet`` holds at most the first 200 characters of the body, to help diagnosis.
+    ``snippet`` holds at most the first 200 characters of the body (secret-looking values
+    masked), to help diagnosis. ``transient`` is true for a body that is not JSON at all
+    (cut off, or a proxy's HTML page), which a second try can fix, and false for JSON of
+    the wrong shape, which it cannot.
     """
 
-    def __init__(self, message: str, *, snippet: str = "", **kw: Any) -> None:
+    def __init__(
+        self, message: str, *, snippet: str = "", transient: bool = True, **kw: Any
+    ) -> None:
         super().__init__(message, **kw)
         self.snippet = snippet
+        self.transient = transient
 
     def __str__(self) -> str:
         base = super().__str__()
@@ -293,7 +299,9 @@ def error_for_answer(
         return (
             _business_error(obj, kw)
             if obj is not None
-            else _protocol("HTTP 206 with a body that is not a JSON object", body, kw)
+            else _protocol(
+                "HTTP 206 with a body that is not a JSON object", body, kw, transient=True
+            )
         )
     if 500 <= status <= 599:
         if obj is None:
@@ -301,7 +309,7 @@ def error_for_answer(
         return ServerError(f"HTTP {status}{said}", **kw)
     cls = _HTTP_ERRORS.get(status, HTTPStatusError)
     if obj is None and status not in _HTTP_ERRORS:
-        return _protocol(f"unexpected HTTP {status} with a non-JSON body", body, kw)
+        return _protocol(f"unexpected HTTP {status} with a non-JSON body", body, kw, transient=True)
     return cls(f"HTTP {status}{said}", **kw)
 
 
@@ -323,8 +331,10 @@ def _business_error(obj: Mapping[str, Any], kw: dict[str, Any]) -> APIError:
     return BusinessLogicError(f"business logic error: {message or 'no message'}", **kw)
 
 
-def _protocol(reason: str, body: bytes, kw: dict[str, Any]) -> ProtocolError:
-    return ProtocolError(reason, snippet=snippet_of(body), **kw)
+def _protocol(
+    reason: str, body: bytes, kw: dict[str, Any], *, transient: bool = False
+) -> ProtocolError:
+    return ProtocolError(reason, snippet=snippet_of(body), transient=transient, **kw)
 
 
 def parse_envelope(
@@ -350,7 +360,9 @@ def parse_envelope(
         obj = orjson.loads(body)
     except orjson.JSONDecodeError:
         kw["server_message"] = None
-        raise _protocol("HTTP 200 with a body that is not valid JSON", body, kw) from None
+        raise _protocol(
+            "HTTP 200 with a body that is not valid JSON", body, kw, transient=True
+        ) from None
     if not isinstance(obj, dict):
         raise _protocol("HTTP 200 with a body that is not a JSON object", body, kw)
     body_status = obj.get("status_code", 200)

@@ -58,9 +58,11 @@ class RetryPolicy:
     parseable (all requests here are idempotent GETs). Never retried: 400, 401, 403, 404, an
     invalid space token or missing access (206): they cannot succeed on a second try.
 
-    The 206 "Tasks Fetch Failed" backend failure is retried ``backend_failure_retries`` times
-    (default 1): it is what a transient backend outage looks like, but it is also what a page
-    holding one broken task looks like, which no retry fixes, so it gets fewer tries.
+    The 206 "Tasks Fetch Failed" backend failure is retried like a 5xx by default: it is
+    what the real server answers when its backend is unreachable or overloaded, so giving up
+    early would lose data. It is also what a page holding one broken task looks like, which
+    no retry fixes; that costs ``max_attempts`` requests before the error (naming the space
+    and page) is raised. ``backend_failure_retries`` caps its retries lower if wanted.
 
     Waits are exponential with full jitter, ``uniform(0, min(max_wait, initial_wait * 2**n))``,
     unless the server sent ``Retry-After``: then that is the wait. A ``Retry-After`` above
@@ -74,7 +76,9 @@ class RetryPolicy:
     initial_wait: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
     max_wait: float = attrs.field(default=30.0, validator=attrs.validators.ge(0))
     max_retry_after: float = attrs.field(default=120.0, validator=attrs.validators.ge(0))
-    backend_failure_retries: int = attrs.field(default=1, validator=attrs.validators.ge(0))
+    backend_failure_retries: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
+    )
     retry_statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 
     @classmethod
@@ -87,12 +91,15 @@ class RetryPolicy:
         if attempt >= self.max_attempts:
             return False
         if isinstance(error, BackendFailureError):
-            return attempt <= self.backend_failure_retries
+            cap = self.backend_failure_retries
+            return cap is None or attempt <= cap
         if isinstance(error, RateLimitError | ServerError):
             if error.status not in self.retry_statuses:
                 return False
             return error.retry_after is None or error.retry_after <= self.max_retry_after
-        return isinstance(error, TransportError | ProtocolError)
+        if isinstance(error, ProtocolError):
+            return error.transient
+        return isinstance(error, TransportError)
 
     def backoff(self, attempt: int, error: BaseException | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
@@ -200,23 +207,31 @@ class FairLimiter:
 class _TokenBucket:
     """Requests per second across the whole client; bursts up to one second's worth."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(
+        self,
+        rate: float,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rate = rate
         self.capacity = max(1.0, rate)
         self._tokens = self.capacity
-        self._stamp = time.monotonic()
+        self._clock = clock
+        self._sleep = sleep
+        self._stamp = clock()
         self._lock = asyncio.Lock()
 
     async def take(self) -> None:
         async with self._lock:  # FIFO: callers are served in arrival order
             while True:
-                now = time.monotonic()
+                now = self._clock()
                 self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
                 self._stamp = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
+                if self._tokens >= 1 - 1e-9:  # tolerance: float sums of rate * dt
+                    self._tokens = max(0.0, self._tokens - 1)
                     return
-                await asyncio.sleep((1 - self._tokens) / self.rate)
+                await self._sleep((1 - self._tokens) / self.rate)
 
 
 class RateController:
@@ -232,10 +247,11 @@ class RateController:
         max_in_flight: int,
         rate: float | None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.policy = policy
         self.concurrency = FairLimiter(max_in_flight)
-        self._bucket = _TokenBucket(rate) if rate else None
+        self._bucket = _TokenBucket(rate, sleep=sleep, clock=clock) if rate else None
         self._sleep = sleep
 
     async def call(
@@ -253,7 +269,7 @@ class RateController:
             assert isinstance(error, SpaceTasksError)
             wait = state.next_action.sleep if state.next_action else 0.0
             event = RetryEvent(method, path, state.attempt_number, wait, error)
-            log.warning(
+            log.info(
                 "retrying %s %s after attempt %d in %.2fs: %s",
                 method,
                 path,
