@@ -133,12 +133,15 @@ class _Answer:
 
 
 class _Seen:
-    """Which tasks were handed out, in memory bounded by a horizon of recent tasks."""
+    """Which tasks were handed out, in memory bounded by a horizon of recent tasks.
+
+    Only ``(task_id, created)`` pairs are kept, never the tasks themselves.
+    """
 
     def __init__(self, horizon: int) -> None:
         self.horizon = horizon
         self._recent: set[str] = set()
-        self._pages: collections.deque[list[Task]] = collections.deque()
+        self._pages: collections.deque[list[tuple[str, datetime | None]]] = collections.deque()
         self._size = 0
         # Everything evicted is at least as new as ``_cut``; evicted tasks created exactly
         # at ``_cut`` are kept by id, since equal times do not order.
@@ -158,25 +161,24 @@ class _Seen:
     def add(self, tasks: list[Task]) -> None:
         if not tasks:
             return
-        self._pages.append(tasks)
-        for task in tasks:
-            self._recent.add(task.task_id)
-        self._size += len(tasks)
+        entries = [(task.task_id, task.created) for task in tasks]
+        self._pages.append(entries)
+        self._recent.update(tid for tid, _ in entries)
+        self._size += len(entries)
         while self._size > self.horizon and len(self._pages) > 1:
             self._evict(self._pages.popleft())
 
-    def _evict(self, tasks: list[Task]) -> None:
-        self._size -= len(tasks)
-        for task in tasks:
-            self._recent.discard(task.task_id)
-            created = task.created
+    def _evict(self, entries: list[tuple[str, datetime | None]]) -> None:
+        self._size -= len(entries)
+        for tid, created in entries:
+            self._recent.discard(tid)
             if created is None:
-                self._undated.add(task.task_id)  # rare: no time to order by
+                self._undated.add(tid)  # rare: no time to order by
             elif self._cut is None or created < self._cut:
                 self._cut = created
-                self._ties = {task.task_id}
+                self._ties = {tid}
             elif created == self._cut:
-                self._ties.add(task.task_id)
+                self._ties.add(tid)
 
     def preload(self, ids: frozenset[str]) -> None:
         """Task ids handed out before a resume: never evicted, never handed out again."""
@@ -344,7 +346,7 @@ class PageWalk:
         fetcher = self._fetcher
         fetches: dict[tuple[int, bool], asyncio.Task[_Answer]] = {}
         order: collections.deque[tuple[int, bool]] = collections.deque()
-        seen = _Seen(horizon=max(4 * self.window * size, 2 * size))
+        seen = _Seen(horizon=(self.window + 3) * size)
         seen.preload(self.preconsumed)
         meta: dict[int, _Answer] = {}  # the answers of recent pages, for seam checks
         requests = 0
@@ -582,7 +584,7 @@ class PageWalk:
     def _drift(self, seen: _Seen, size: int) -> None:
         self.stats.drift_events += 1
         # Keep enough history to recognise every task drift of this size can move.
-        seen.horizon = max(seen.horizon, 2 * size + 4 * self.window * self.page_size)
+        seen.horizon = max(seen.horizon, 2 * size + (self.window + 3) * self.page_size)
 
 
 class _NoGate(contextlib.AbstractAsyncContextManager[None]):

@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from ._config import FaultKind, FaultPlan, ServerConfig
+from ._config import DriftPlan, FaultKind, FaultPlan, ServerConfig
 from ._server import UnpodServer
 
 
@@ -28,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m spacetasks_async.testing",
         description="Serve seeded Unpod spaces on 127.0.0.1 for tests and benchmarks.",
     )
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the server's options to ``parser`` (shared with ``spacetasks serve``)."""
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--spaces", type=int, default=5, help="number of spaces")
@@ -49,7 +55,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="share of tasks requests failing, spread over every fault kind but SLOW",
     )
-    return parser
+    parser.add_argument(
+        "--max-faults-per-page",
+        type=int,
+        default=None,
+        help="after this many faults for one page, answer it (lets retries get through)",
+    )
+    parser.add_argument(
+        "--drift-create",
+        type=int,
+        default=0,
+        metavar="N",
+        help="tasks created in each space before each tasks request (drift)",
+    )
+    parser.add_argument(
+        "--drift-delete",
+        type=int,
+        default=0,
+        metavar="N",
+        help="tasks deleted at random positions before each tasks request (drift)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -57,7 +82,17 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     fault_plan = None
     if args.fault_rate > 0:
         kinds = [k for k in FaultKind if k is not FaultKind.SLOW]
-        fault_plan = FaultPlan.uniform(args.fault_rate, kinds, seed=args.seed)
+        fault_plan = FaultPlan.uniform(
+            args.fault_rate, kinds, seed=args.seed, max_faults_per_page=args.max_faults_per_page
+        )
+    drift_plan = None
+    if args.drift_create > 0 or args.drift_delete > 0:
+        drift_plan = DriftPlan(
+            create_per_request=args.drift_create,
+            delete_per_request=args.drift_delete,
+            seed=args.seed,
+            start_after=1,
+        )
     return ServerConfig(
         seed=args.seed,
         spaces=args.space_sizes if args.space_sizes is not None else args.spaces,
@@ -68,6 +103,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         latency=args.latency,
         latency_jitter=args.latency_jitter,
         fault_plan=fault_plan,
+        drift_plan=drift_plan,
     )
 
 
@@ -92,14 +128,18 @@ async def serve(config: ServerConfig) -> None:
             loop.remove_signal_handler(sig)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    config = config_from_args(args)
+def run(config: ServerConfig) -> int:
+    """Serve ``config`` until Ctrl-C or SIGTERM; returns the exit status (0)."""
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(config))
     print("Stopped.", flush=True)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return run(config_from_args(args))
 
 
 if __name__ == "__main__":
