@@ -126,10 +126,14 @@ class _Answer:
     page: int
     tasks: tuple[Task, ...]
     count: int | None
-    seq: int
+    start: int  # ticks of the walk's clock: before the request, after the answer
+    end: int
     message: str | None
     status_code: int
     reread: bool = False
+    depth: int = 0  # 0 for a page read in order; n for a re-read caused by a re-read n - 1
+    record: list[int] | None = None  # its entry in the fetcher's recent answers
+    repeats: int = 0  # tasks of this answer already handed out (set when handed out)
 
 
 class _Seen:
@@ -210,16 +214,22 @@ class _Fetcher:
         self.gate = gate
         self.stats = stats
         self.in_flight = asyncio.Semaphore(window)
-        self.seq = 0
-        self.latest_seq = 0
+        # A logical clock ticked at each request start and answer: two answers whose
+        # [start, end] overlap may have been served by the server in either order.
+        self.tick = 0
+        self.latest_end = 0
         self.latest_count: int | None = None
-        self.counts: dict[int, int] = {}  # count of each recent answer, by arrival order
+        # [start, end, count, repeats] of recent answers; repeats is filled in when the
+        # answer is handed out
+        self.recent: collections.deque[list[int]] = collections.deque(maxlen=4 * window + 16)
 
     def _on_retry(self, event: RetryEvent) -> None:
         self.stats.retries += 1
 
-    async def fetch(self, page: int, reread: bool) -> _Answer:
+    async def fetch(self, page: int, depth: int) -> _Answer:
         async with self.in_flight, self.gate() if self.gate else _NO_GATE:
+            self.tick += 1
+            start = self.tick
             result = await self.client.get_page(
                 self.space_token,
                 page,
@@ -227,15 +237,26 @@ class _Fetcher:
                 filters=self.filters,
                 on_retry=self._on_retry,
             )
-        self.seq += 1
+        self.tick += 1
+        end = self.tick
+        record: list[int] | None = None
         if result.count is not None:
-            self.latest_seq, self.latest_count = self.seq, result.count
-            self.counts[self.seq] = result.count
-            self.counts.pop(self.seq - 4 * self.window - 16, None)
+            self.latest_end, self.latest_count = end, result.count
+            record = [start, end, result.count, 0]
+            self.recent.append(record)
         self.stats.pages_fetched += 1
         self.stats.count_at_end = self.latest_count
         return _Answer(
-            page, result.tasks, result.count, self.seq, result.message, result.status_code, reread
+            page,
+            result.tasks,
+            result.count,
+            start,
+            end,
+            result.message,
+            result.status_code,
+            depth > 0,
+            depth,
+            record,
         )
 
 
@@ -301,6 +322,10 @@ class PageWalk:
         self._gen: AsyncIterator[TaskPage] | None = None
         self._handed: _Answer | None = None
         self.dropped_on_page: frozenset[str] = frozenset()
+        # Pages kept on order right now: the window, or one while the space is changing
+        # (pages read one after the other can only miss what a drop of count shows).
+        self._width = window
+        self._calm_seams = 0
 
     # -- iterator protocol ---------------------------------------------------------------
 
@@ -351,9 +376,25 @@ class PageWalk:
         meta: dict[int, _Answer] = {}  # the answers of recent pages, for seam checks
         requests = 0
         budget = self._max_requests
+        reread_budget = 32
 
-        def schedule(page: int, reread: bool = False) -> None:
+        def schedule(page: int, depth: int = 0) -> None:
             nonlocal requests
+            reread = depth > 0
+            key = (page, reread)
+            if key in fetches:  # a re-read of a page already being re-read
+                return
+            if reread and self.stats.rereads >= reread_budget:
+                if self.stats.rereads == reread_budget:
+                    self.stats.rereads += 1  # warn once
+                    log.warning(
+                        "space %s: the space changes faster than re-reads can follow; "
+                        "stopped re-reading after %d re-reads, tasks moved by later "
+                        "changes may be missed",
+                        self.space_token,
+                        reread_budget,
+                    )
+                return
             requests += 1
             if budget is not None and requests > budget:
                 raise WalkLimitError(
@@ -361,10 +402,7 @@ class PageWalk:
                     space_token=self.space_token,
                     page=page,
                 )
-            key = (page, reread)
-            if key in fetches:  # a re-read of a page already being re-read
-                return
-            fetches[key] = asyncio.create_task(fetcher.fetch(page, reread))
+            fetches[key] = asyncio.create_task(fetcher.fetch(page, depth))
             if reread:
                 self.stats.rereads += 1
                 order.appendleft(key)
@@ -375,9 +413,10 @@ class PageWalk:
             schedule(start)
             first = await fetches.pop(order.popleft())
             self.stats.count_at_start = first.count
+            pages = max(math.ceil((first.count or 0) / size) - start + 1, 1)
+            reread_budget = 2 * pages + 32
             if budget is None:
-                pages = math.ceil((first.count or 0) / size)
-                budget = 3 * max(pages - start + 1, 1) + 32
+                budget = 4 * pages + 64
             target = self._target(first.count, start)
             next_page = start + 1
             last_normal = first
@@ -393,7 +432,7 @@ class PageWalk:
                 target = max(target, self._target(self._fetcher.latest_count, start))
                 while (
                     next_page <= target
-                    and len(order) < self.window
+                    and len(order) < self._width
                     and (remaining is None or len(order) * size < remaining)
                 ):
                     schedule(next_page)
@@ -402,8 +441,8 @@ class PageWalk:
             while True:
                 if answer is not None:
                     page_out, remaining = self._emit(answer, seen, remaining)
+                    self._check_seams(answer, meta, seen, schedule)
                     if not answer.reread:
-                        self._check_seam(answer, meta, seen, schedule)
                         last_normal = answer
                     if remaining != 0:
                         top_up()  # prefetch while the consumer works on this page
@@ -425,7 +464,7 @@ class PageWalk:
                     if more == "next":
                         target = next_page
                         continue
-                    schedule(last_normal.page, True)
+                    schedule(last_normal.page, 1)
                 key = order.popleft()
                 answer = await fetches.pop(key)
         finally:
@@ -460,7 +499,7 @@ class PageWalk:
         if raw == size:
             # Full, and a count no older than this answer says it was the last page: done.
             # Any other count (stale, or lower than what the page shows) gets one more look.
-            if latest == last.page * size and self._fetcher.latest_seq >= last.seq:
+            if latest == last.page * size and self._fetcher.latest_end >= last.end:
                 return None
             return "next"
         expected_total = (last.page - 1) * size + raw
@@ -484,7 +523,9 @@ class PageWalk:
         remaining: int | None,
     ) -> tuple[TaskPage | None, int | None]:
         fresh = [task for task in answer.tasks if task not in seen]
-        dropped = len(answer.tasks) - len(fresh)
+        dropped = answer.repeats = len(answer.tasks) - len(fresh)
+        if answer.record is not None:
+            answer.record[3] = dropped
         # Ids of this page that were already handed out: a checkpoint taken inside this
         # page must list them too, or a resumed walk (which has no memory) repeats them.
         self.dropped_on_page = (
@@ -524,50 +565,94 @@ class PageWalk:
             remaining,
         )
 
-    def _check_seam(
+    def _check_seams(
         self,
         answer: _Answer,
         meta: dict[int, _Answer],
         seen: _Seen,
-        schedule: Callable[[int, bool], None],
+        schedule: Callable[[int, int], None],
     ) -> None:
-        """Compare this page's answer with the previous page's; re-read what drift hid."""
+        """Compare an answer with its neighbours' answers; re-read what drift hid.
+
+        A page read in order is checked against the page before it. A re-read is checked
+        against both neighbours too (the space may have moved again while it was made),
+        up to a few levels deep so that a space that never settles cannot chain forever.
+        """
+        page = answer.page
+        if answer.reread and answer.depth >= _MAX_REREAD_DEPTH:
+            return
+        meta[page] = answer
+        if not answer.reread:
+            meta.pop(page - self.window - 2, None)
+        prev = meta.get(page - 1)
+        if prev is not None:
+            self._check_seam(prev, answer, seen, schedule, answer.depth + 1)
+        nxt = meta.get(page + 1) if answer.reread else None
+        if nxt is not None:
+            self._check_seam(answer, nxt, seen, schedule, answer.depth + 1)
+
+    def _check_seam(
+        self,
+        prev: _Answer,
+        answer: _Answer,
+        seen: _Seen,
+        schedule: Callable[[int, int], None],
+        depth: int,
+    ) -> None:
+        """Check the seam between the answers of two adjacent pages, ``prev`` first."""
         size = self.page_size
-        meta[answer.page] = answer
-        meta.pop(answer.page - self.window - 2, None)
-        prev = meta.get(answer.page - 1)
-        if prev is None or prev.count is None or answer.count is None:
+        if prev.count is None or answer.count is None:
             return
         seam = prev.page * size  # position of the first task of ``answer.page``
-        if prev.seq < answer.seq:
-            # Read in page order. Creations between the two reads only push tasks later
-            # (repeats, dropped); deletions before the seam pull this page's head back
-            # onto pages already read. Deletions lower the count, so a count that did not
-            # drop means nothing slid back here; one that dropped bounds how much did.
-            lost = prev.count - answer.count
-            if lost == 0:
-                return
-            self._drift(seen, abs(lost))
-            if lost < 0:
-                return
-            first = max(self.start_page, (seam - lost) // size + 1)
-            pages = range(first, prev.page + 1)
-        else:
-            # This page was answered first. Creations since then pushed the previous
-            # page's tail onto it after it was read. Deletions elsewhere can hide those
-            # creations in the net count, so any change of count among the answers that
-            # came between the two reads is a reason to look again.
-            between = [
-                count
-                for seq, count in self._fetcher.counts.items()
-                if answer.seq <= seq <= prev.seq
-            ]
-            spread = max(between) - min(between) if between else 0
-            if spread == 0:
-                return
-            self._drift(seen, spread)
-            last = (seam + spread - 1) // size + 1
-            pages = range(answer.page, last + 1)
+        # What the server did between the two reads, seen from the answers served while
+        # either could have been: a change of count, or repeats (tasks pushed across a
+        # seam by creations, visible even when deletions kept the count still).
+        lo, hi = min(prev.start, answer.start), max(prev.end, answer.end)
+        around = [r for r in self._fetcher.recent if r[1] >= lo and r[0] <= hi]
+        counts = [r[2] for r in around]
+        spread = max(counts) - min(counts) if counts else 0
+        activity = max(spread, max((r[3] for r in around), default=0), prev.repeats)
+        if activity == 0 and answer.repeats == 0:
+            self._calm_seams += 1
+            if self._width < self.window and self._calm_seams >= 2:
+                self._width = min(self.window, self._width * 2)  # calm again: widen back
+                self._calm_seams = 0
+            return
+        self._drift(seen, max(activity, answer.repeats))
+        if self._width > 1:
+            log.info(
+                "space %s: the space is changing; reading pages one at a time until it settles",
+                self.space_token,
+            )
+        self._width, self._calm_seams = 1, 0
+        before = {task.task_id for task in prev.tasks}
+        if any(task.task_id in before for task in answer.tasks):
+            # This page repeats some of the previous page's tasks: the tasks moved later
+            # across this very seam between the two reads, whichever came first, so none
+            # can have been skipped here.
+            return
+        # The space may have kept changing since: where the missed tasks were then, they
+        # are shifted now by up to the change of count since, so widen the re-read by it.
+        latest = self._fetcher.latest_count or answer.count
+        ahead = max(0, latest - max(prev.count, answer.count))  # net creations since
+        back = max(0, min(prev.count, answer.count) - latest)  # net deletions since
+        pages: set[int] = set()
+        if prev.start < answer.end:
+            # The previous page may have been served first: deletions before the seam
+            # pulled this page's head back onto it after it was read. They lower the
+            # count, so a drop bounds how many slid back.
+            lost = max(prev.count - answer.count, 0) or activity
+            first = max(self.start_page, (seam - lost - back) // size + 1)
+            last = max(prev.page, (seam - 1 + ahead) // size + 1)
+            pages.update(range(first, last + 1))
+        if answer.start < prev.end:
+            # This page may have been served first: creations since pushed the previous
+            # page's tail onto it after it was read.
+            first = max(self.start_page, (seam - back) // size + 1)
+            last = (seam + activity + ahead - 1) // size + 1
+            pages.update(range(first, last + 1))
+        if not pages:
+            return
         log.warning(
             "space %s: the space changed while pages %d and %d were read (count %d -> %d); "
             "re-reading page(s) %s so that no task is missed",
@@ -576,15 +661,18 @@ class PageWalk:
             answer.page,
             prev.count,
             answer.count,
-            ", ".join(map(str, pages)),
+            ", ".join(map(str, sorted(pages))),
         )
-        for page in reversed(pages):
-            schedule(page, True)
+        for page in sorted(pages, reverse=True):
+            schedule(page, depth)
 
     def _drift(self, seen: _Seen, size: int) -> None:
         self.stats.drift_events += 1
         # Keep enough history to recognise every task drift of this size can move.
         seen.horizon = max(seen.horizon, 2 * size + (self.window + 3) * self.page_size)
+
+
+_MAX_REREAD_DEPTH = 2
 
 
 class _NoGate(contextlib.AbstractAsyncContextManager[None]):
