@@ -8,17 +8,16 @@ How a walk goes:
    strictly in page order. The consumer sets the pace, so memory does not grow with the
    size of the space.
 3. Drift. The server orders newest first, and ``count`` comes with every answer. Between two
-   adjacent pages read at different moments:
-
-   - tasks created in between push older ones later: the later page repeats the tail of the
-     earlier one. Those repeats are dropped (dedupe by ``task_id``);
-   - tasks deleted in between pull later ones back: the head of the later page slid onto the
-     earlier page after it was read. A drop of ``count`` from the earlier answer to the later
-     one is the signal; the pages that the slid tasks can now be on are re-read (only those),
-     and the tasks not seen yet are handed out then.
-   - when the later page was answered first, the same holds the other way round (creations
-     lose, so an increase of ``count`` triggers a re-read of the later page).
-
+   adjacent pages read at different moments, tasks created push older ones later (the later
+   page repeats the tail of the earlier one: dropped by ``task_id``) and tasks deleted pull
+   later ones back (the head of the later page slides onto the earlier one after it was
+   read: a miss). Requests in flight together may be served in either order, so each seam
+   is judged on what the server did while either answer could have been served: the
+   ``count`` of every answer in that span, and repeats. Repeats across the seam prove that
+   nothing was skipped there; otherwise any change means the pages where skipped tasks can
+   now be are re-read (only those), and each re-read is checked the same way, a few levels
+   deep. While the space keeps changing the walk reads one page at a time, then widens
+   back to the window once seams are calm again.
 4. The walk ends when a page comes back short and its own ``count`` agrees, or full and the
    latest ``count`` says it was the last. An answer that contradicts its own ``count`` is
    checked once more before the walk trusts it, and a hard ceiling on requests stops a
