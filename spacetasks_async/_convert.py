@@ -99,7 +99,49 @@ def _wrong_type(segment: str, value: object, expected: str) -> _Invalid:
 
 # --- timestamps -------------------------------------------------------------------------------
 
-_parse_stamp = Timestamp.fromisoformat
+_parse = datetime.fromisoformat
+_state_of = datetime.__reduce__
+# The constructor, called with a pickled state that its type stubs do not describe.
+_new_stamp: Final[Any] = Timestamp
+
+
+def _build_stamp_from_state(plain: datetime) -> Timestamp:
+    # ``datetime(state, tzinfo)`` is the unpickling form of the constructor (CPython and
+    # the pure-Python datetime both take it): the 10-byte state of a *plain* datetime,
+    # already validated by ``fromisoformat``, builds the subclass in one allocation, without
+    # parsing eight arguments. Building a datetime subclass any other way (``fromisoformat``
+    # on the subclass, ``replace``, the field constructor) costs two to three times more.
+    stamp: Timestamp = _new_stamp(_state_of(plain)[1][0], UTC)
+    return stamp
+
+
+def _build_stamp_from_fields(plain: datetime) -> Timestamp:
+    return Timestamp(
+        plain.year,
+        plain.month,
+        plain.day,
+        plain.hour,
+        plain.minute,
+        plain.second,
+        plain.microsecond,
+        UTC,
+    )
+
+
+def _pick_stamp_builder() -> Callable[[datetime], Timestamp]:
+    # Checked once at import: the state form is used only where it gives the same value.
+    probe = datetime(2026, 2, 7, 5, 57, 45, 123456)
+    try:
+        built = _build_stamp_from_state(probe)
+    except (TypeError, ValueError, IndexError):  # pragma: no cover - other implementations
+        return _build_stamp_from_fields
+    if type(built) is Timestamp and built == probe.replace(tzinfo=UTC) and built.tzinfo is UTC:
+        return _build_stamp_from_state
+    return _build_stamp_from_fields  # pragma: no cover
+
+
+_build_stamp: Final = _pick_stamp_builder()
+_stamp_from_state: Final = _build_stamp is _build_stamp_from_state
 
 
 def parse_timestamp(text: str) -> Timestamp:
@@ -117,22 +159,19 @@ def parse_timestamp(text: str) -> Timestamp:
 
 def _decode_time(text: str, segment: str) -> Timestamp:
     try:
-        if text[-1] == "Z":  # the documented form: UTC already
-            stamp = _parse_stamp(text)
-        else:
-            try:
-                # The server's form has no zone and means UTC: parsing it with the zone
-                # appended builds the UTC value at once (a subclass is costly to build, and
-                # ``replace`` would build it twice). Checking the text first costs more than
-                # this attempt does.
-                stamp = _parse_stamp(text + "+00:00")
-            except ValueError:  # it has a zone already (rare), or it is not a time
-                stamp = _parse_stamp(text)
-        zone = stamp.tzinfo
-        if zone is not UTC:  # an offset, or a date alone (which takes no offset)
-            stamp = stamp.replace(tzinfo=UTC) if zone is None else stamp.astimezone(UTC)
-    # IndexError: the empty string; OverflowError: out of range once moved to UTC.
-    except (ValueError, IndexError, OverflowError):
+        # Parsed as a plain datetime first (the C parser validates every field), then built
+        # as the subclass in one step; see _build_stamp_from_state.
+        plain = _parse(text)
+        zone = plain.tzinfo
+        if zone is not None and zone is not UTC:  # an offset: move it to UTC
+            plain = plain.astimezone(UTC)
+        # Naive text (the server's form) means UTC: its fields are the UTC fields already.
+        if _stamp_from_state:
+            stamp: Timestamp = _new_stamp(_state_of(plain)[1][0], UTC)
+        else:  # pragma: no cover - other implementations
+            stamp = _build_stamp(plain)
+    # OverflowError: out of range once moved to UTC.
+    except (ValueError, OverflowError):
         raise _Invalid(segment, "expected an ISO 8601 time, got a string that is not one") from None
     stamp._wire = text
     return stamp
@@ -150,10 +189,12 @@ def _encode_time(value: datetime) -> str:
 # --- small helpers the generated code calls on rare or slow paths ------------------------------
 
 
-def _null(nulls: list[str] | None, key: str) -> list[str]:
-    if nulls is None:
-        return [key]
-    nulls.append(key)
+def _null_set(cache: dict[int, frozenset[str]], keys: tuple[str, ...], bits: int) -> frozenset[str]:
+    # The explicit_nulls of one combination of null keys, built once and then shared (it is
+    # immutable); the combinations met are few, and the cache is bounded anyway.
+    nulls = frozenset(key for index, key in enumerate(keys) if bits >> index & 1)
+    if len(cache) < 1024:
+        cache[bits] = nulls
     return nulls
 
 
@@ -381,7 +422,7 @@ class _Block:
     def build(self) -> list[str]:
         p, src = self.p, self.src
         fields = [a.name for a in attrs.fields(self.cls) if a.name not in _WIRE_ONLY]
-        self.emit("", f"{p}get = {src}.get", f"{p}n = None", f"{p}absent = 0")
+        self.emit("", f"{p}get = {src}.get", f"{p}n = 0", f"{p}absent = 0")
         has_output = "output" in self.spec
         if has_output:
             self.emit("", f"{p}stray = _UNSET")
@@ -405,14 +446,24 @@ class _Block:
         )
         if has_output:
             self.emit("", f"if {p}stray is not _UNSET:", f"    {p}extra['output'] = {p}stray")
-        args += [f"{p}extra", f"_NO_NULLS if {p}n is None else frozenset({p}n)"]
+        # Explicit nulls are collected as bits (one per key, in table order) and turned into
+        # a shared frozenset: no list, no call and no new set per object.
+        cache, keys = f"_nulls_{self.name}", f"_null_keys_{self.name}"
+        self.ns[cache] = {}
+        self.ns[keys] = tuple(f.key or attr for attr, f in self.spec.items())
+        args += [
+            f"{p}extra",
+            f"_NO_NULLS if {p}n == 0 else ({cache}.get({p}n) or _null_set({cache}, {keys}, {p}n))",
+        ]
         cls_name = self.cls.__name__
         if self.ns[f"_twin_{cls_name}"] is None:
             self.emit("", f"{p}o = {cls_name}({', '.join(args)})")
         else:
             # See _twin_of: fill a plain slotted twin, then make it the model.
             names = [a.name for a in attrs.fields(self.cls)]
-            self.emit("", f"{p}o = _new(_twin_{cls_name})")
+            # Calling the twin (which has no __init__) allocates it faster than
+            # ``object.__new__(twin)`` does.
+            self.emit("", f"{p}o = _twin_{cls_name}()")
             self.emit("", *(f"{p}o.{a} = {v}" for a, v in zip(names, args, strict=True)))
             self.emit("", f"{p}o.__class__ = {cls_name}")
         return self.lines
@@ -434,7 +485,7 @@ class _Block:
         fast, slow, what = self._branches(var, f, seg, f"{p}{attr}_")
         missing = [
             (f"{var} is _ABSENT", [f"{var} = None", f"{p}absent += 1"]),
-            (f"{var} is None", [f"{p}n = _null({p}n, {k})"]),
+            (f"{var} is None", [f"{p}n |= {1 << list(self.spec).index(attr)}"]),
         ]
         branches = [*missing, *fast] if f.rare else [*fast, *missing]
         for index, (cond, body) in enumerate([*branches, *slow]):
@@ -619,9 +670,8 @@ def _build() -> dict[str, Any]:
     ns: dict[str, Any] = {
         "_Invalid": _Invalid,
         "_wrong_type": _wrong_type,
-        "_null": _null,
+        "_null_set": _null_set,
         "_NO_NULLS": NO_NULLS,
-        "_new": object.__new__,
         "_is_str_or_int": _is_str_or_int,
         "_is_number": _is_number,
         "_decode_time": _decode_time,
@@ -663,8 +713,8 @@ def _dec_output(d: dict[str, Any]) -> CallOutput:
     keys = d.keys()
     # A native output usually answers the first test at its first key.
     if not keys.isdisjoint(_NATIVE_ONLY) or keys.isdisjoint(_PROVIDER_ONLY):
-        return _CODECS["_dec_CallOutput_native"](d)  # type: ignore[no-any-return]
-    return _CODECS["_dec_CallOutput_provider"](d)  # type: ignore[no-any-return]
+        return _dec_native(d)
+    return _dec_provider(d)
 
 
 def _enc_output(output: CallOutput) -> dict[str, Any]:
@@ -676,6 +726,8 @@ def _enc_output(output: CallOutput) -> dict[str, Any]:
 
 _CODECS: Final = _build()
 _dec_task: Final[Callable[[dict[str, Any]], Task]] = _CODECS["_dec_Task"]
+_dec_native: Final[Callable[[dict[str, Any]], CallOutput]] = _CODECS["_dec_CallOutput_native"]
+_dec_provider: Final[Callable[[dict[str, Any]], CallOutput]] = _CODECS["_dec_CallOutput_provider"]
 _enc_task: Final[Callable[[Task], dict[str, Any]]] = _CODECS["_enc_Task"]
 _dec_space: Final[Callable[[dict[str, Any]], Space]] = _CODECS["_dec_Space"]
 _enc_space: Final[Callable[[Space], dict[str, Any]]] = _CODECS["_enc_Space"]

@@ -1,0 +1,1 @@
+"""Benchmarks of spacetasks_async against a local Unpod server: ``python -m benchmarks.run``."""
