@@ -21,7 +21,6 @@ The generated source is registered with :mod:`linecache`, so tracebacks show its
 from __future__ import annotations
 
 import enum
-import gc
 import linecache
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ import cattrs
 from cattrs.preconf.orjson import make_converter
 
 from ._errors import DecodeError
+from ._gc import gc_paused
 from ._models import (
     NO_NULLS,
     CallOutput,
@@ -766,20 +766,11 @@ def decode_tasks(objs: list[Any]) -> list[Task]:
     :func:`decode_task` does, its reason also naming the task's index in ``objs``.
     """
     dec = _dec_task
-    # Decoding a page allocates many small objects that cannot form cycles, and the cyclic
-    # GC, triggered by allocation counts, would scan them (and the whole parsed page) over
-    # and over: a quarter of the time of a large page. It is paused for this loop only and
-    # restored as it was (it runs again at the next allocation threshold afterwards).
-    pause = gc.isenabled()
-    if pause:
-        gc.disable()
     try:
-        return [dec(o) if o.__class__ is dict else decode_task(o) for o in objs]
+        with gc_paused():
+            return [dec(o) if o.__class__ is dict else decode_task(o) for o in objs]
     except (_Invalid, DecodeError):
         pass
-    finally:
-        if pause:
-            gc.enable()
     # The slow path only runs on failure: find the failing task to name its index.
     for index, obj in enumerate(objs):
         try:

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from ._gc import gc_paused
+
 __all__ = [
     "APIError",
     "AuthenticationError",
@@ -357,7 +359,8 @@ def parse_envelope(
         raise error_for_answer(status, body, method=method, path=path, retry_after=retry_after)
     kw: dict[str, Any] = {"status": status, "method": method, "path": path}
     try:
-        obj = orjson.loads(body)
+        with gc_paused():
+            obj = orjson.loads(body)
     except orjson.JSONDecodeError:
         kw["server_message"] = None
         raise _protocol(
