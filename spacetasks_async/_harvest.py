@@ -7,11 +7,11 @@ import collections
 import functools
 import logging
 from collections.abc import AsyncIterator, Mapping
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 import attrs
 
+from ._closing import AsyncClosing
 from ._errors import InvalidArgumentError, SpaceTasksError
 from ._models import Task, TaskPage
 from ._paginate import Checkpoint, PageWalk, WalkStats
@@ -54,7 +54,7 @@ class _Done:
     space_token: str
 
 
-class Harvest:
+class Harvest(AsyncClosing):
     """Walk many spaces concurrently and hand out their tasks as they come.
 
     All walks share one :class:`FairLimiter` of ``concurrency`` requests in flight, served
@@ -128,9 +128,6 @@ class Harvest:
             self._gen = self._run()
         return self._gen
 
-    def __aiter__(self) -> Self:
-        return self
-
     async def __anext__(self) -> HarvestedTask:
         if self._tasks_gen is None:
             self._tasks_gen = self._flatten()
@@ -153,17 +150,6 @@ class Harvest:
             await self._tasks_gen.aclose()  # type: ignore[attr-defined]
         if self._gen is not None:
             await self._gen.aclose()  # type: ignore[attr-defined]
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _run(self) -> AsyncIterator[HarvestedPage]:
         if self._tokens is None:

@@ -38,12 +38,12 @@ import logging
 import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._client import validate_page, validate_page_size, validate_space_token
+from ._closing import AsyncClosing
 from ._errors import InvalidArgumentError, SpaceTasksError
 from ._models import Task, TaskPage
 from ._retry import RetryEvent
@@ -259,7 +259,7 @@ class _Fetcher:
         )
 
 
-class PageWalk:
+class PageWalk(AsyncClosing):
     """An async iterator of :class:`TaskPage`, for one space, in page order.
 
     Pages hold only tasks not handed out before in this walk. Use as ``async for`` directly,
@@ -328,9 +328,6 @@ class PageWalk:
 
     # -- iterator protocol ---------------------------------------------------------------
 
-    def __aiter__(self) -> Self:
-        return self
-
     async def __anext__(self) -> TaskPage:
         if self._gen is None:
             self._gen = self._run()
@@ -340,17 +337,6 @@ class PageWalk:
         """Stop the walk: cancel and await every request still in flight."""
         if self._gen is not None:
             await self._gen.aclose()  # type: ignore[attr-defined]
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     @property
     def checkpoint(self) -> Checkpoint:
@@ -682,7 +668,7 @@ class _NoGate(contextlib.AbstractAsyncContextManager[None]):
 _NO_GATE = _NoGate()
 
 
-class TaskWalk:
+class TaskWalk(AsyncClosing):
     """An async iterator of :class:`Task`: a :class:`PageWalk` handed out task by task.
 
     ``checkpoint`` names the page being consumed and the tasks of it already handed out,
@@ -720,9 +706,6 @@ class TaskWalk:
             consumed |= walk.preconsumed
         return attrs.evolve(base, page=page.page, consumed=consumed)
 
-    def __aiter__(self) -> Self:
-        return self
-
     async def __anext__(self) -> Task:
         while self._page is None or self._index >= len(self._page.tasks):
             self._page = await self.pages.__anext__()
@@ -736,14 +719,3 @@ class TaskWalk:
     async def aclose(self) -> None:
         """Stop the walk; see :meth:`PageWalk.aclose`."""
         await self.pages.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -309,5 +309,6 @@ class RateController:
 
 
 def _reason(error: SpaceTasksError) -> str:
-    """A one-line reason for a log line: the error's class and message, no body snippet."""
-    return f"{type(error).__name__}: {error.message}"
+    """A short one-line reason for a log line: the error's class and message, cut short."""
+    message = error.message if len(error.message) <= 100 else error.message[:99] + "…"
+    return f"{type(error).__name__}: {message}"
