@@ -467,7 +467,7 @@ class Client:
                     space = decode_space(item)
                 except DecodeError as exc:
                     raise DecodeError(
-                        exc.reason, path=f"$.data[{index}]{exc.json_path[1:]}"
+                        exc.reason, path=f"$.data[{index}]{exc.json_path[1:]}", subject="space"
                     ) from None
                 key = space.token or f"id:{space.id}"
                 if key in seen:

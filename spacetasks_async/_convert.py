@@ -800,7 +800,7 @@ def decode_space(obj: Any) -> Space:
             _not_an_object(obj)
         return _dec_space(obj)
     except _Invalid as exc:
-        raise DecodeError(f"(a space) {exc.reason}", path="$" + exc.path) from None
+        raise DecodeError(exc.reason, path="$" + exc.path, subject="space") from None
 
 
 def encode_space(space: Space) -> dict[str, Any]:

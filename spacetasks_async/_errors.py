@@ -116,12 +116,25 @@ class DecodeError(SpaceTasksError, ValueError):
     which may hold personal data or a user's token.
     """
 
-    def __init__(self, reason: str, *, path: str = "$", task_id: str | None = None) -> None:
-        who = f"task {task_id!r}" if task_id is not None else "a task without task_id"
+    def __init__(
+        self,
+        reason: str,
+        *,
+        path: str = "$",
+        task_id: str | None = None,
+        subject: str = "task",
+    ) -> None:
+        if task_id is not None:
+            who = f"{subject} {task_id!r}"
+        elif subject == "task":
+            who = "a task without task_id"
+        else:
+            who = f"a {subject}"
         super().__init__(f"cannot decode {who} at {path}: {reason}")
         self.reason = reason
         self.json_path = path
         self.task_id = task_id
+        self.subject = subject
 
 
 class TransportError(SpaceTasksError):

@@ -370,3 +370,17 @@ async def test_callback_sees_exactly_what_was_sent(mocked: aioresponses) -> None
     async with make_client() as client:
         await client.get_page(TOKEN, page=9, page_size=7)
     assert seen == [f"{BASE}/api/v2/platform/spaces/{TOKEN}/tasks/?page=9&page_size=7"]
+
+
+async def test_undecodable_space_names_the_item_and_path(mocked: aioresponses) -> None:
+    body = {
+        "count": 2,
+        "status_code": 200,
+        "message": "Spaces fetched successfully",
+        "data": [{"token": "A", "name": "ok"}, {"token": "B", "created_at": 12}],
+    }
+    mocked.get(re.compile(r"^http://unpod\.test/api/v2/platform/spaces/\?.*$"), payload=body)
+    async with make_client(org_handle="acme") as client:
+        with pytest.raises(st.DecodeError) as info:
+            [s async for s in client.iter_spaces()]
+    assert str(info.value).startswith("cannot decode a space at $.data[1].created_at")
