@@ -14,7 +14,7 @@ import attrs
 from ._closing import AsyncClosing
 from ._errors import InvalidArgumentError, SpaceTasksError
 from ._models import Task, TaskPage
-from ._paginate import Checkpoint, PageWalk, WalkStats
+from ._paginate import Checkpoint, PageWalk, WalkStats, checkpoint_within
 from ._retry import FairLimiter
 
 if TYPE_CHECKING:
@@ -107,7 +107,8 @@ class Harvest(AsyncClosing):
         self.failures: list[SpaceFailure] = []
         self.stats: dict[str, WalkStats] = {}
         self.completed: list[str] = []
-        self._resume: dict[str, Checkpoint] = {}
+        self._resume: dict[str, Checkpoint] = {}  # page level: pages fully taken
+        self._position: dict[str, tuple[TaskPage, int]] = {}  # task level: page, taken
         self._gen: AsyncIterator[HarvestedPage] | None = None
         self._tasks_gen: AsyncIterator[HarvestedTask] | None = None
         self.space_tokens: list[str] = list(space_tokens or [])
@@ -115,10 +116,18 @@ class Harvest(AsyncClosing):
     # -- where each space stands -------------------------------------------------------
 
     def checkpoint(self, space_token: str) -> Checkpoint | None:
-        """Where ``space_token`` resumes: ``None`` once completed or before it started."""
+        """Where ``space_token`` resumes: ``None`` once completed or before it started.
+
+        With task iteration, the checkpoint is at task granularity: the page being
+        handed out and the tasks of it taken so far.
+        """
         if space_token in self.completed:
             return None
-        return self._resume.get(space_token) or self._checkpoints.get(space_token)
+        base = self._resume.get(space_token) or self._checkpoints.get(space_token)
+        position = self._position.get(space_token)
+        if base is None or position is None:
+            return base
+        return checkpoint_within(base, *position)
 
     # -- iteration -----------------------------------------------------------------------
 
@@ -135,14 +144,10 @@ class Harvest(AsyncClosing):
 
     async def _flatten(self) -> AsyncIterator[HarvestedTask]:
         async for item in self.pages():
-            consumed: list[str] = []
-            for task in item.page.tasks:
-                if not item.page.reread:
-                    consumed.append(task.task_id)
-                    self._resume[item.space_token] = Checkpoint(
-                        item.space_token, item.page.page, self.page_size, frozenset(consumed)
-                    )
-                yield HarvestedTask(item.space_token, task)
+            token, page = item.space_token, item.page
+            for handed, task in enumerate(page.tasks, 1):
+                self._position[token] = (page, handed)
+                yield HarvestedTask(token, task)
 
     async def aclose(self) -> None:
         """Stop every walk; nothing keeps running after this returns."""
@@ -190,11 +195,15 @@ class Harvest(AsyncClosing):
             while active:
                 item = await queue.get()
                 if isinstance(item, HarvestedPage):
-                    yield item
-                    if not item.page.reread:
-                        self._resume[item.space_token] = Checkpoint(
-                            item.space_token, item.page.page + 1, self.page_size
+                    token, page = item.space_token, item.page
+                    if token not in self._resume:
+                        self._resume[token] = self._checkpoints.get(token) or Checkpoint(
+                            token, page.page, self.page_size
                         )
+                    yield item
+                    if not page.reread:
+                        self._resume[token] = Checkpoint(token, page.page + 1, self.page_size)
+                        self._position.pop(token, None)
                     continue
                 active -= 1
                 if isinstance(item, SpaceFailure):

@@ -314,6 +314,8 @@ class TaskPage:
     status_code: int = 200
     message: str | None = None
     reread: bool = False
+    repeated_ids: frozenset[str] = attrs.field(default=frozenset(), repr=False)
+    """Ids of this page's tasks left out because the walk had handed them out already."""
 
     def __len__(self) -> int:
         return len(self.tasks)

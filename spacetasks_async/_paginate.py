@@ -320,7 +320,6 @@ class PageWalk(AsyncClosing):
         self._next_unconsumed = start_page
         self._gen: AsyncIterator[TaskPage] | None = None
         self._handed: _Answer | None = None
-        self.dropped_on_page: frozenset[str] = frozenset()
         # Pages kept on order right now: the window, or one while the space is changing
         # (pages read one after the other can only miss what a drop of count shows).
         self._width = window
@@ -511,13 +510,13 @@ class PageWalk(AsyncClosing):
         dropped = answer.repeats = len(answer.tasks) - len(fresh)
         if answer.record is not None:
             answer.record[3] = dropped
-        # Ids of this page that were already handed out: a checkpoint taken inside this
-        # page must list them too, or a resumed walk (which has no memory) repeats them.
-        self.dropped_on_page = (
-            frozenset(t.task_id for t in answer.tasks) - {t.task_id for t in fresh}
-            if dropped
-            else frozenset()
-        )
+        # Ids of this page already handed out: a checkpoint taken inside this page must
+        # list them too, or a resumed walk (which has no memory) repeats them.
+        repeated: frozenset[str] = frozenset()
+        if dropped:
+            repeated = frozenset(t.task_id for t in answer.tasks) - {t.task_id for t in fresh}
+            if answer.page == self.start_page and not answer.reread:
+                dropped -= len(repeated & self.preconsumed)  # handed out before a resume
         if dropped:
             self.stats.duplicates_dropped += dropped
             if not answer.reread:
@@ -546,6 +545,7 @@ class PageWalk(AsyncClosing):
                 status_code=answer.status_code,
                 message=answer.message,
                 reread=answer.reread,
+                repeated_ids=repeated,
             ),
             remaining,
         )
@@ -668,6 +668,21 @@ class _NoGate(contextlib.AbstractAsyncContextManager[None]):
 _NO_GATE = _NoGate()
 
 
+def checkpoint_within(base: Checkpoint, page: TaskPage, handed: int) -> Checkpoint:
+    """The checkpoint of a walk whose consumer has taken ``handed`` tasks of ``page``.
+
+    ``base`` is the walk's page-level checkpoint. A page of tasks recovered by a re-read
+    (drift) is not part of a checkpoint: those few tasks are handed out before the walk
+    moves on, but a crash in the middle of them loses the rest of them on resume.
+    """
+    if page.reread:
+        return base
+    if handed >= len(page.tasks):
+        return attrs.evolve(base, page=max(base.page, page.page + 1), consumed=frozenset())
+    consumed = frozenset(t.task_id for t in page.tasks[:handed]) | page.repeated_ids
+    return attrs.evolve(base, page=page.page, consumed=consumed)
+
+
 class TaskWalk(AsyncClosing):
     """An async iterator of :class:`Task`: a :class:`PageWalk` handed out task by task.
 
@@ -679,7 +694,6 @@ class TaskWalk(AsyncClosing):
         self.pages = pages
         self._page: TaskPage | None = None
         self._index = 0
-        self._consumed: list[str] = []
 
     @property
     def stats(self) -> WalkStats:
@@ -688,32 +702,18 @@ class TaskWalk(AsyncClosing):
 
     @property
     def checkpoint(self) -> Checkpoint:
-        """Resume point at task granularity.
-
-        A page of tasks recovered by a re-read (drift) is not part of the checkpoint: those
-        few tasks are handed out before the walk moves on, but a crash in the middle of
-        them loses the rest of them on resume.
-        """
-        walk = self.pages
-        base = walk.checkpoint
-        page = self._page
-        if page is None or page.reread:
+        """Resume point at task granularity (see :func:`checkpoint_within`)."""
+        base = self.pages.checkpoint
+        if self._page is None:
             return base
-        if self._index >= len(page.tasks):
-            return attrs.evolve(base, page=max(base.page, page.page + 1), consumed=frozenset())
-        consumed = frozenset(self._consumed) | walk.dropped_on_page
-        if page.page == walk.start_page:
-            consumed |= walk.preconsumed
-        return attrs.evolve(base, page=page.page, consumed=consumed)
+        return checkpoint_within(base, self._page, self._index)
 
     async def __anext__(self) -> Task:
         while self._page is None or self._index >= len(self._page.tasks):
             self._page = await self.pages.__anext__()
             self._index = 0
-            self._consumed = []
         task = self._page.tasks[self._index]
         self._index += 1
-        self._consumed.append(task.task_id)
         return task
 
     async def aclose(self) -> None:

@@ -130,3 +130,23 @@ async def test_breaking_out_of_a_harvest_leaves_nothing_running() -> None:
         ]
         assert running == []
         release.set()
+
+
+async def test_harvest_checkpoints_resume_mid_page_without_loss_or_repeat() -> None:
+    async with UnpodServer(seed=30, spaces=[730, 415]) as server, client_for(server) as client:
+        tokens = server.space_tokens
+        first: dict[str, list[str]] = collections.defaultdict(list)
+        async with client.harvest(tokens, page_size=100, concurrency=2) as harvest:
+            async for item in harvest:
+                first[item.space_token].append(item.task.task_id)
+                if sum(map(len, first.values())) == 555:
+                    break
+        checkpoints = {t: c for t in tokens if (c := harvest.checkpoint(t)) is not None}
+        assert any(c.consumed for c in checkpoints.values())  # stopped inside a page
+        rest: dict[str, list[str]] = collections.defaultdict(list)
+        todo = [t for t in tokens if t not in harvest.completed]
+        async with client.harvest(todo, page_size=100, checkpoints=checkpoints) as again:
+            async for item in again:
+                rest[item.space_token].append(item.task.task_id)
+        for token in tokens:
+            assert first[token] + rest[token] == server.expected_task_ids(token)
