@@ -109,6 +109,7 @@ async def test_get_space_returns_one_space() -> None:
 
 
 async def test_breaking_out_of_a_harvest_leaves_nothing_running() -> None:
+    asyncio.get_running_loop().set_debug(True)
     release = asyncio.Event()
 
     async def hold(req: TaskRequest) -> None:

@@ -341,9 +341,14 @@ async def _hold_pages(server: UnpodServer) -> tuple[asyncio.Event, asyncio.Event
     return in_flight, release
 
 
+@pytest.fixture
+async def asyncio_debug() -> None:
+    """asyncio debug mode, with warnings as errors: a coroutine never awaited fails the test."""
+    asyncio.get_running_loop().set_debug(True)
+
+
+@pytest.mark.usefixtures("asyncio_debug")
 async def test_breaking_out_of_async_for_cancels_prefetch_and_leaves_nothing_running() -> None:
-    loop = asyncio.get_running_loop()
-    loop.set_debug(True)
     async with serve(seed=1, spaces=[5000]) as (server, client):
         in_flight, _release = await _hold_pages(server)
         walk = client.iter_tasks(server.space_tokens[0], page_size=100, window=4)
@@ -355,6 +360,7 @@ async def test_breaking_out_of_async_for_cancels_prefetch_and_leaves_nothing_run
         await server.wait_idle()
 
 
+@pytest.mark.usefixtures("asyncio_debug")
 async def test_dropping_an_unclosed_walk_cancels_its_prefetch() -> None:
     async with serve(seed=1, spaces=[5000]) as (server, client):
         in_flight, _release = await _hold_pages(server)
@@ -375,6 +381,7 @@ async def test_dropping_an_unclosed_walk_cancels_its_prefetch() -> None:
         await server.wait_idle()
 
 
+@pytest.mark.usefixtures("asyncio_debug")
 async def test_cancelling_the_consumer_cancels_every_request_in_flight() -> None:
     async with serve(seed=1, spaces=[5000]) as (server, client):
         in_flight, _release = await _hold_pages(server)
@@ -389,6 +396,7 @@ async def test_cancelling_the_consumer_cancels_every_request_in_flight() -> None
         await server.wait_idle()
 
 
+@pytest.mark.usefixtures("asyncio_debug")
 async def test_an_exception_in_the_consumer_leaves_nothing_running() -> None:
     async with serve(seed=1, spaces=[5000]) as (server, client):
         in_flight, _release = await _hold_pages(server)
