@@ -319,7 +319,6 @@ class PageWalk(AsyncClosing):
         self.preconsumed = consumed
         self._next_unconsumed = start_page
         self._gen: AsyncIterator[TaskPage] | None = None
-        self._handed: _Answer | None = None
         # Pages kept on order right now: the window, or one while the space is changing
         # (pages read one after the other can only miss what a drop of count shows).
         self._width = window
@@ -345,8 +344,6 @@ class PageWalk(AsyncClosing):
     def _mark_consumed(self, page: int) -> None:
         self._next_unconsumed = max(self._next_unconsumed, page + 1)
 
-    # -- fetching ------------------------------------------------------------------------
-
     # -- the walk ------------------------------------------------------------------------
 
     async def _run(self) -> AsyncIterator[TaskPage]:
@@ -361,16 +358,17 @@ class PageWalk(AsyncClosing):
         requests = 0
         budget = self._max_requests
         reread_budget = 32
+        warned_rereads = False
 
         def schedule(page: int, depth: int = 0) -> None:
-            nonlocal requests
+            nonlocal requests, warned_rereads
             reread = depth > 0
             key = (page, reread)
             if key in fetches:  # a re-read of a page already being re-read
                 return
             if reread and self.stats.rereads >= reread_budget:
-                if self.stats.rereads == reread_budget:
-                    self.stats.rereads += 1  # warn once
+                if not warned_rereads:
+                    warned_rereads = True
                     log.warning(
                         "space %s: the space changes faster than re-reads can follow; "
                         "stopped re-reading after %d re-reads, tasks moved by later "
@@ -405,6 +403,7 @@ class PageWalk(AsyncClosing):
             next_page = start + 1
             last_normal = first
             checks = 0
+            checking: int | None = None  # a page re-read to settle where the space ends
             answer: _Answer | None = first
             remaining = self.max_items
 
@@ -426,28 +425,32 @@ class PageWalk(AsyncClosing):
                 if answer is not None:
                     page_out, remaining = self._emit(answer, seen, remaining)
                     self._check_seams(answer, meta, seen, schedule)
-                    if not answer.reread:
-                        last_normal = answer
+                    if not answer.reread or answer.page == checking:
+                        # the end is judged on the newest answer for the last page
+                        if not answer.reread and page_out is not None and page_out.tasks:
+                            checks = 0  # progress: the checks budget is for a stuck end
+                        last_normal, checking = answer, None
                     if remaining != 0:
                         top_up()  # prefetch while the consumer works on this page
-                    if page_out is not None:
-                        self._handed = answer
-                        yield page_out
                     if not answer.reread:
                         self._mark_consumed(answer.page)
+                    if page_out is not None:
+                        yield page_out
                     if remaining == 0:
                         return
                     answer = None
                 top_up()
                 if not order:
-                    more = self._more_after(last_normal, checks)
+                    more, is_check = self._more_after(last_normal, checks)
                     if more is None:
                         return
-                    checks += 1
-                    self.stats.consistency_checks += 1
+                    if is_check:
+                        checks += 1
+                        self.stats.consistency_checks += 1
                     if more == "next":
                         target = next_page
                         continue
+                    checking = last_normal.page
                     schedule(last_normal.page, 1)
                 key = order.popleft()
                 answer = await fetches.pop(key)
@@ -463,10 +466,11 @@ class PageWalk(AsyncClosing):
             return start
         return max(start, math.ceil(count / self.page_size))
 
-    def _more_after(self, last: _Answer, checks: int) -> str | None:
+    def _more_after(self, last: _Answer, checks: int) -> tuple[str | None, bool]:
         """Decide, with nothing left to fetch, whether the space really ended at ``last``.
 
-        Returns None (it ended), "next" (fetch the next page) or "again" (re-read ``last``).
+        Returns what to do, None (it ended), "next" (fetch the next page) or "again"
+        (re-read ``last``), and whether that is a check of a contradiction.
         """
         size = self.page_size
         if checks >= 3:
@@ -477,18 +481,20 @@ class PageWalk(AsyncClosing):
                 checks,
                 last.page,
             )
-            return None
+            return None, False
         raw = len(last.tasks)
         latest = self._fetcher.latest_count
         if raw == size:
+            if latest is None or latest > last.page * size:
+                return "next", False  # no count to go by, or one that says more: page on
             # Full, and a count no older than this answer says it was the last page: done.
             # Any other count (stale, or lower than what the page shows) gets one more look.
             if latest == last.page * size and self._fetcher.latest_end >= last.end:
-                return None
-            return "next"
+                return None, False
+            return "next", True
         expected_total = (last.page - 1) * size + raw
         if last.count is None or last.count <= expected_total:
-            return None
+            return None, False
         # A short page whose own count says more exists: count and data were taken at
         # different moments. Check once more before ending.
         log.info(
@@ -498,7 +504,7 @@ class PageWalk(AsyncClosing):
             raw,
             last.count,
         )
-        return "again"
+        return "again", True
 
     def _emit(
         self,
