@@ -17,6 +17,7 @@ from ._convert import decode_space, decode_tasks
 from ._errors import (
     ConfigurationError,
     DecodeError,
+    HTTPStatusError,
     InvalidArgumentError,
     RequestTimeoutError,
     SpaceTasksError,
@@ -72,6 +73,10 @@ class _Secret:
     __str__ = __repr__
 
 
+def _is_header_safe(value: str) -> bool:
+    return not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
+
+
 def validate_space_token(space_token: object) -> str:
     """Return the token as one percent-encoded path segment, or raise before any request."""
     if not isinstance(space_token, str):
@@ -82,7 +87,7 @@ def validate_space_token(space_token: object) -> str:
         raise InvalidArgumentError(f"space_token {space_token!r} contains a slash")
     if space_token in {".", ".."}:
         raise InvalidArgumentError(f"space_token {space_token!r} is not a token")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in space_token):
+    if not _is_header_safe(space_token):
         raise InvalidArgumentError("space_token contains a control character")
     return urllib.parse.quote(space_token, safe="")
 
@@ -174,15 +179,19 @@ class Client:
             raise ConfigurationError(
                 "no API key: pass api_key=... or set the UNPOD_API_KEY environment variable"
             )
-        if any(ch in key for ch in "\r\n"):
-            raise ConfigurationError("the API key contains a line break")
+        if not _is_header_safe(key):
+            raise ConfigurationError("the API key contains a control character")
         self._key = _Secret(key)
         base = base_url or os.environ.get("UNPOD_BASE_URL") or DEFAULT_BASE_URL
         parsed = yarl.URL(base)
+        if parsed.user is not None or parsed.password is not None:
+            raise ConfigurationError("base_url must not hold credentials; pass api_key instead")
         if parsed.scheme not in {"http", "https"} or not parsed.host:
             raise ConfigurationError(f"base_url must be an http(s) URL, got {base!r}")
         self.base_url = str(parsed).rstrip("/")
         self.org_handle = org_handle or os.environ.get("UNPOD_ORG_HANDLE") or None
+        if self.org_handle is not None and not _is_header_safe(self.org_handle):
+            raise ConfigurationError("org_handle contains a control character")
         if timeout <= 0 or connect_timeout <= 0:
             raise ConfigurationError("timeouts must be positive")
         if max_in_flight < 1:
@@ -284,6 +293,7 @@ class Client:
                     body = await resp.read()
                     status = resp.status
                     retry_after = resp.headers.get("Retry-After")
+                    location = resp.headers.get("Location")
             except TimeoutError:
                 raise RequestTimeoutError(
                     f"request timed out (connect {self.timeout.connect}s, "
@@ -292,10 +302,20 @@ class Client:
                     path=shown,
                 ) from None
             except aiohttp.ClientError as exc:
+                # Not chained: aiohttp's exceptions carry the request, headers (the key)
+                # included, in their repr.
                 raise TransportError(
                     f"{type(exc).__name__}: {exc}", method="GET", path=shown
-                ) from exc
+                ) from None
             log.debug("GET %s -> %d (%d bytes)", shown, status, len(body))
+            if 300 <= status < 400:
+                raise HTTPStatusError(
+                    f"HTTP {status}: the server redirects to {location!r}; "
+                    "set base_url to where the API is",
+                    status=status,
+                    method="GET",
+                    path=shown,
+                )
             # One pause of the cyclic GC over parsing and decoding together: the collection
             # it defers then runs once per page instead of once per step.
             with gc_paused():
@@ -498,7 +518,7 @@ class Client:
             self,
             None if space_tokens is None else list(space_tokens),
             page_size=page_size,
-            concurrency=concurrency or self.max_in_flight,
+            concurrency=self.max_in_flight if concurrency is None else concurrency,
             window=window,
             max_items_per_space=max_items_per_space,
             fail_fast=fail_fast,

@@ -2,7 +2,8 @@
 
 Every error carries what a person needs to act on it (the HTTP status, the server's message,
 the request's method and path, and where known the space and page) and nothing secret: the
-API key never reaches this module, and body snippets are cut short and never contain a task.
+API key never reaches this module, and what is quoted from a body (snippets, the server's
+message) is cut short, with the values of secret-looking keys masked.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ _SNIPPET_CHARS = 200
 # A snippet of a body can reach a log line, so values of secret-looking keys are masked in
 # it. A body that is a page of tasks can hold a user's token (``user_info.user_token``).
 _SECRET_VALUE = re.compile(
-    r'("(?:[a-z_]*token|api_?key|authorization|password|secret)"\s*:\s*)"(?:[^"\\]|\\.)*"?',
+    r"""(?P<key>["']?[\w-]*(?:token|api_?key|authorization|password|secret)["']?\s*[:=]\s*)"""
+    r"""(?:"(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|[^\s,;&}<"']+)""",
     re.IGNORECASE,
 )
 
@@ -238,10 +240,22 @@ _HTTP_ERRORS: Mapping[int, type[HTTPStatusError]] = {
 }
 
 
+def mask_secrets(text: str) -> str:
+    """``text`` with the values of secret-looking keys (``user_token: ...``) replaced.
+
+    >>> mask_secrets('{"user_token": "abc", "name": "x"}')
+    '{"user_token": ***, "name": "x"}'
+    """
+    # JSON's \u escapes could spell a key past the pattern: decode them for the check.
+    if "\\u" in text:
+        text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m[1], 16)), text)
+    return _SECRET_VALUE.sub(r"\g<key>***", text)
+
+
 def snippet_of(body: bytes) -> str:
     """The first characters of a body, decoded leniently, for an error message."""
     text = body[: _SNIPPET_CHARS * 4].decode("utf-8", "replace")
-    text = _SECRET_VALUE.sub(r'\1"***"', " ".join(text.split()))
+    text = mask_secrets(" ".join(text.split()))
     return text[:_SNIPPET_CHARS] + ("…" if len(text) > _SNIPPET_CHARS else "")
 
 
@@ -279,7 +293,7 @@ def _text(value: Any) -> str | None:
     if value is None:
         return None
     text = value if isinstance(value, str) else orjson.dumps(value).decode()
-    return text[:_SNIPPET_CHARS]
+    return mask_secrets(text)[:_SNIPPET_CHARS]
 
 
 def _load(body: bytes) -> Any:
@@ -388,12 +402,14 @@ def parse_envelope(
         kw["server_message"] = _text(obj.get("message"))
         if isinstance(body_status, int) and body_status == 206:
             raise _business_error(obj, kw | {"retry_after": None})
-        raise _protocol(f"HTTP 200 whose body says status_code {body_status!r}", body, kw)
+        said = body_status if isinstance(body_status, int) else type(body_status).__name__
+        raise _protocol(f"HTTP 200 whose body says status_code {said}", body, kw)
     data = obj.get("data")
     if not isinstance(data, data_type):
         expected = "a list" if data_type is list else "an object"
         raise _protocol(f"HTTP 200 whose 'data' is {type(data).__name__}, not {expected}", body, kw)
     count = obj.get("count")
     if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
-        raise _protocol(f"HTTP 200 whose 'count' is not a count: {count!r}", body, kw)
+        said = count if isinstance(count, int) else type(count).__name__
+        raise _protocol(f"HTTP 200 whose 'count' is not a count: {said}", body, kw)
     return obj

@@ -54,6 +54,12 @@ class _Done:
     space_token: str
 
 
+@attrs.frozen
+class _Crash:
+    space_token: str
+    error: Exception
+
+
 class Harvest(AsyncClosing):
     """Walk many spaces concurrently and hand out their tasks as they come.
 
@@ -165,7 +171,7 @@ class Harvest(AsyncClosing):
         # first page, and at least two so that a huge space shares the limit round-robin
         # with the next ones. Each holds at most ``window`` pages, so memory stays bounded.
         active_cap = max(2, self.concurrency)
-        queue: asyncio.Queue[HarvestedPage | SpaceFailure | _Done] = asyncio.Queue(
+        queue: asyncio.Queue[HarvestedPage | SpaceFailure | _Done | _Crash] = asyncio.Queue(
             maxsize=active_cap
         )
         workers: set[asyncio.Task[None]] = set()
@@ -206,6 +212,8 @@ class Harvest(AsyncClosing):
                         self._position.pop(token, None)
                     continue
                 active -= 1
+                if isinstance(item, _Crash):
+                    raise item.error
                 if isinstance(item, SpaceFailure):
                     self.failures.append(item)
                     if self.fail_fast:
@@ -223,7 +231,7 @@ class Harvest(AsyncClosing):
 
 
 async def _walk_space(
-    walk: PageWalk, queue: asyncio.Queue[HarvestedPage | SpaceFailure | _Done]
+    walk: PageWalk, queue: asyncio.Queue[HarvestedPage | SpaceFailure | _Done | _Crash]
 ) -> None:
     token = walk.space_token
     try:
@@ -233,5 +241,8 @@ async def _walk_space(
     except SpaceTasksError as exc:
         log.error("space %s failed: %s", token, exc)
         await queue.put(SpaceFailure(token, exc))
+        return
+    except Exception as exc:  # a bug, not an answer: hand it to the consumer to raise
+        await queue.put(_Crash(token, exc))
         return
     await queue.put(_Done(token))

@@ -384,3 +384,87 @@ async def test_undecodable_space_names_the_item_and_path(mocked: aioresponses) -
         with pytest.raises(st.DecodeError) as info:
             [s async for s in client.iter_spaces()]
     assert str(info.value).startswith("cannot decode a space at $.data[1].created_at")
+
+
+SECRET_BODIES: list[tuple[str, int, str]] = [
+    ("html 500", 500, "<html><td>user_token: UTOK-xyz</td></html>"),
+    ("python repr", 502, "{'user_info': {'user_token': 'UTOK-xyz'}}"),
+    ("escaped key", 500, '{"message": "x", "data": {"user\\u005ftoken": "UTOK-xyz"}}'),
+    (
+        "206 errors",
+        206,
+        '{"status_code": 206, "message": "Tasks Fetch Failed", '
+        '"errors": "bad task {\\"user_token\\": \\"UTOK-xyz\\"}"}',
+    ),
+    ("wrong shape", 200, '{"count": 1, "status_code": 200, "data": {"user_token": "UTOK-xyz"}}'),
+]
+
+
+@pytest.mark.parametrize(
+    ("status", "body"), [b[1:] for b in SECRET_BODIES], ids=[b[0] for b in SECRET_BODIES]
+)
+async def test_a_users_token_in_an_error_body_never_reaches_the_error(
+    mocked: aioresponses, status: int, body: str
+) -> None:
+    mocked.get(TASKS_URL, status=status, body=body)
+    async with make_client() as client:
+        with pytest.raises(st.SpaceTasksError) as info:
+            await client.get_page(TOKEN)
+    exc: BaseException | None = info.value
+    while exc is not None:  # the whole chain, as a traceback would print it
+        for text in (str(exc), repr(exc), repr(vars(exc))):
+            assert "UTOK-xyz" not in text
+            assert KEY not in text
+        exc = exc.__cause__ or exc.__context__
+
+
+async def test_a_transport_error_does_not_chain_aiohttps_request_with_the_key(
+    mocked: aioresponses,
+) -> None:
+    mocked.get(TASKS_URL, exception=aiohttp.ClientConnectionError("reset"))
+    async with make_client() as client:
+        with pytest.raises(st.TransportError) as info:
+            await client.get_page(TOKEN)
+    assert info.value.__cause__ is None
+
+
+async def test_a_redirect_is_an_error_naming_where_and_is_not_retried(
+    mocked: aioresponses,
+) -> None:
+    mocked.get(TASKS_URL, status=301, headers={"Location": "https://new.example/api/"})
+    async with make_client(retry=RetryPolicy(max_attempts=3), sleep=no_sleep) as client:
+        with pytest.raises(st.HTTPStatusError, match=re.escape("https://new.example/api/")):
+            await client.get_page(TOKEN)
+    assert len(sent(mocked)) == 1
+
+
+@pytest.mark.parametrize(
+    ("kw", "what"),
+    [
+        ({"base_url": "https://user:pw@unpod.test"}, "credentials"),
+        ({"org_handle": "acme\r\nX-Evil: 1"}, "org_handle"),
+        ({"api_key": "k\n"}, "API key"),
+    ],
+)
+def test_bad_configuration_is_refused_at_construction(kw: dict[str, str], what: str) -> None:
+    kw = {"api_key": KEY, "base_url": BASE, **kw}
+    with pytest.raises(st.ConfigurationError, match=what):
+        Client(**kw)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"count": "a-value-of-the-body", "status_code": 200, "data": []}',
+        '{"count": 1, "status_code": "a-value-of-the-body", "data": []}',
+    ],
+)
+async def test_protocol_errors_name_a_wrong_value_by_its_type_not_its_content(
+    mocked: aioresponses, body: str
+) -> None:
+    mocked.get(TASKS_URL, body=body)
+    async with make_client() as client:
+        with pytest.raises(st.ProtocolError) as info:
+            await client.get_page(TOKEN)
+    assert "a-value-of-the-body" not in info.value.message
+    assert "str" in info.value.message

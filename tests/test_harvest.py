@@ -151,3 +151,22 @@ async def test_harvest_checkpoints_resume_mid_page_without_loss_or_repeat() -> N
                 rest[item.space_token].append(item.task.task_id)
         for token in tokens:
             assert first[token] + rest[token] == server.expected_task_ids(token)
+
+
+async def test_a_bug_inside_one_walk_is_raised_not_left_hanging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with UnpodServer(seed=31, spaces=[50, 50]) as server, client_for(server) as client:
+        broken = server.space_tokens[1]
+        real = Client.get_page
+
+        async def get_page(self: Client, token: str, *args: Any, **kw: Any) -> Any:
+            if token == broken:
+                raise RuntimeError("a bug, not an answer")
+            return await real(self, token, *args, **kw)
+
+        monkeypatch.setattr(Client, "get_page", get_page)
+        with pytest.raises(RuntimeError, match="a bug"):
+            async with client.harvest(server.space_tokens) as harvest:
+                async for _ in harvest:
+                    pass
