@@ -13,10 +13,13 @@ Checkpoint file (JSON, rewritten atomically: temporary file, fsync, ``os.replace
      "output": "/abs/path/tasks.jsonl",   # the file this checkpoint describes
      "output_offset": 123456,             # bytes of output that are complete and recorded
      "page_size": 100,                    # a resume must use the same page size
-     "spaces": {"TOKEN": {"done": false, "page": 7, "tasks": 600}, ...}}
+     "spaces": {"TOKEN": {"done": false, "page": 7, "tasks": 600,
+                          "recent": [[ids of page 5], [ids of page 6]]}, ...}}
 
 ``page`` is the next page to fetch for that space and ``tasks`` how many of its tasks are in
-the output (up to ``output_offset``); ``done`` spaces are not fetched again.
+the output (up to ``output_offset``); ``done`` spaces are not fetched again. A resume starts
+at ``page - 1`` and skips the ``recent`` ids, which absorbs tasks created or deleted between
+the runs (up to a page's worth); older checkpoints without ``recent`` resume at ``page``.
 """
 
 from __future__ import annotations
@@ -70,21 +73,45 @@ def encode_lines(space_token: str, tasks: Iterable[Task]) -> bytes:
 
 @attrs.define
 class SpaceProgress:
-    """Where one space stands in the output: next page to fetch, tasks written, done."""
+    """Where one space stands in the output: next page to fetch, tasks written, done.
+
+    ``recent`` holds the ids written for the last two pages (and tasks recovered by
+    re-reads since). A resume re-reads the last written page and skips those ids: tasks
+    created between the runs push written tasks onto it (repeats, skipped), tasks deleted
+    pull unwritten ones back onto it (found), up to a page's worth either way.
+    """
 
     page: int = 1
     tasks: int = 0
     done: bool = False
+    recent: list[list[str]] = attrs.Factory(list)
+
+    def wrote(self, page: int, ids: list[str], *, reread: bool) -> None:
+        """Record a page (or a re-read's tasks) as written."""
+        if reread:
+            if self.recent:
+                self.recent[-1].extend(ids)
+            return
+        self.page = page + 1
+        self.recent = [*self.recent[-1:], list(ids)]
+
+    def finished(self) -> None:
+        """The space is done: nothing to resume, nothing to remember."""
+        self.done = True
+        self.recent = []
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form stored in the checkpoint file."""
-        return {"done": self.done, "page": self.page, "tasks": self.tasks}
+        return {"done": self.done, "page": self.page, "tasks": self.tasks, "recent": self.recent}
 
     def resume_point(self, space_token: str, page_size: int) -> Checkpoint | None:
         """The library checkpoint to resume this space from (None: start at page 1)."""
         if self.page <= 1:
             return None
-        return Checkpoint(space_token, self.page, page_size)
+        ids = frozenset(i for page in self.recent for i in page)
+        if not ids:
+            return Checkpoint(space_token, self.page, page_size)
+        return Checkpoint(space_token, self.page - 1, page_size, ids)
 
 
 def _progress_from_json(token: str, obj: Any) -> SpaceProgress:
@@ -97,7 +124,13 @@ def _progress_from_json(token: str, obj: Any) -> SpaceProgress:
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise CheckpointError(f"space {token!r}: '{name}' must be an integer >= {low}")
     assert isinstance(page, int) and isinstance(tasks, int)
-    return SpaceProgress(page=page, tasks=tasks, done=done)
+    recent = obj.get("recent", [])
+    if not (
+        isinstance(recent, list)
+        and all(isinstance(p, list) and all(isinstance(i, str) for i in p) for p in recent)
+    ):
+        raise CheckpointError(f"space {token!r}: 'recent' must be lists of task ids")
+    return SpaceProgress(page=page, tasks=tasks, done=done, recent=recent)
 
 
 @attrs.define

@@ -722,16 +722,15 @@ async def _consume(
                     out.write(encode_lines(token, tasks))
                 state.tasks += len(tasks)
                 tracker.wrote(token, len(tasks))
-                if not page.reread:
-                    # Re-read pages hold tasks that drift moved back; they do not move the
-                    # space forward.
-                    state.page = page.page + 1
+                # A re-read page holds tasks that drift moved back; it does not move the
+                # space forward.
+                state.wrote(page.page, [t.task_id for t in tasks], reread=page.reread)
                 if limit is not None and state.tasks >= limit:
-                    state.done = True
+                    state.finished()
         completed = harvest.completed
         new_done = len(completed) > n_completed
         for token in completed[n_completed:]:
-            progress[token].done = True
+            progress[token].finished()
         n_completed = len(completed)
         for failure in harvest.failures[n_failed:]:
             if isinstance(failure.error, AuthenticationError | PermissionDeniedError):

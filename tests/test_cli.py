@@ -204,6 +204,39 @@ async def test_killed_harvest_resumes_with_every_task_exactly_once(tmp_path: Pat
             assert server.stats.requests_by_space[token] == 0
 
 
+async def test_resume_after_the_space_changed_between_runs_loses_and_repeats_nothing(
+    tmp_path: Path,
+) -> None:
+    async with UnpodServer(seed=15, spaces=[900], latency=0.002) as server:
+        token = server.space_tokens[0]
+        out, ck = tmp_path / "tasks.jsonl", tmp_path / "run.ckpt"
+        args = ["harvest", token, "-o", out, "--checkpoint", ck, "--page-size", "50"]
+        args += ["--checkpoint-interval", "0", "--concurrency", "1"]
+        env = cli_env(server)
+        hook = pause_after(server, 6)
+        proc = await start(*args, env=env)
+        await wait_until(lambda: (checkpoint_of(ck) or {}).get("output_offset", 0) > 0)
+        await server.wait_in_flight(1)
+        proc.kill()
+        await finish(proc)
+        written = {line["task_id"] for line in read_lines(out.read_bytes())}
+        before = server.expected_task_ids(token)
+        # Between the runs: new tasks push written ones later, deletions of written tasks
+        # pull unwritten ones back onto pages already read.
+        server.create_tasks(token, 20)
+        gone = server.delete_tasks(token, [t for t in before if t in written][:15])
+        assert gone == 15
+        server.remove_hook(hook)
+        server.resume()
+        result = await run(*args, env=env)
+        assert result.code == 0, result.stderr
+        ids = [line["task_id"] for line in read_lines(out.read_bytes())]
+        survivors = {t for t in before if t in set(server.expected_task_ids(token))}
+    assert len(ids) == len(set(ids)), "a task was written twice"
+    missing = survivors - set(ids)
+    assert not missing, f"{len(missing)} tasks that existed throughout were never written"
+
+
 async def test_ctrl_c_exits_130_promptly_and_the_same_command_resumes(tmp_path: Path) -> None:
     async with UnpodServer(seed=14, spaces=[600, 450], latency=0.002) as server:
         out, ck = tmp_path / "tasks.jsonl", tmp_path / "run.ckpt"
