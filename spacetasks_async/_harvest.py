@@ -99,8 +99,16 @@ class Harvest(AsyncClosing):
         if space_tokens is not None:
             space_tokens = list(dict.fromkeys(space_tokens))  # once each, order kept
             for token in space_tokens:
-                # builds and throws away a walk: validates token, page size and window now
-                PageWalk(client, token, page_size=page_size, window=window)
+                # builds and throws away a walk: validates every argument now, not later
+                # from inside the running harvest
+                PageWalk(
+                    client,
+                    token,
+                    page_size=page_size,
+                    window=window,
+                    max_items=max_items_per_space,
+                    checkpoint=(checkpoints or {}).get(token),
+                )
         self._client = client
         self._tokens = space_tokens
         self.page_size = page_size

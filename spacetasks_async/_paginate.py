@@ -523,17 +523,16 @@ class PageWalk(AsyncClosing):
             repeated = frozenset(t.task_id for t in answer.tasks) - {t.task_id for t in fresh}
             if answer.page == self.start_page and not answer.reread:
                 dropped -= len(repeated & self.preconsumed)  # handed out before a resume
-        if dropped:
+        if dropped and not answer.reread:  # a re-read overlaps what was read: no news
             self.stats.duplicates_dropped += dropped
-            if not answer.reread:
-                self.stats.drift_events += 1
-                log.warning(
-                    "space %s: page %d repeated %d task(s) already handed out "
-                    "(tasks were created during the walk); dropped them",
-                    self.space_token,
-                    answer.page,
-                    dropped,
-                )
+            self.stats.drift_events += 1
+            log.warning(
+                "space %s: page %d repeated %d task(s) already handed out "
+                "(tasks were created during the walk); dropped them",
+                self.space_token,
+                answer.page,
+                dropped,
+            )
         if remaining is not None and len(fresh) > remaining:
             fresh = fresh[:remaining]
         seen.add(fresh)

@@ -661,7 +661,11 @@ async def run_harvest(
             raise UsageError(f"cannot write {job.output}: {exc.strerror}") from None
     if cp is not None:
         cp.output_offset = out.offset
-        cp.save()  # from now on a resume knows the plan, even if no page ever arrives
+        try:
+            cp.save()  # from now on a resume knows the plan, even if no page ever arrives
+        except BaseException:
+            out.close()
+            raise
 
     title = f"harvesting {len(todo)} space{'s' if len(todo) != 1 else ''} {job.where}"
     display = ui.display(
