@@ -41,11 +41,30 @@ __all__ = [
 _SNIPPET_CHARS = 200
 # A snippet of a body can reach a log line, so values of secret-looking keys are masked in
 # it. A body that is a page of tasks can hold a user's token (``user_info.user_token``).
+_SECRET_WORDS = r"token|api_?key|authorization|password|secret"
+_SECRET_KEY = re.compile(_SECRET_WORDS, re.IGNORECASE)
 _SECRET_VALUE = re.compile(
-    r"""(?P<key>["']?[\w-]*(?:token|api_?key|authorization|password|secret)["']?\s*[:=]\s*)"""
+    r"""(?P<key>["']?[\w-]*(?:""" + _SECRET_WORDS + r""")["']?\s*[:=]\s*)"""
     r"""(?:"(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|[^\s,;&}<"']+)""",
     re.IGNORECASE,
 )
+
+
+def redacted(value: Any) -> Any:
+    """``value`` (JSON-like) with the values under secret-looking keys replaced by ``***``."""
+    if isinstance(value, dict):
+        return {
+            k: "***" if isinstance(k, str) and _SECRET_KEY.search(k) else redacted(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redacted(v) for v in value]
+    return value
+
+
+def redacted_repr(value: Any) -> str:
+    """The repr of :func:`redacted` ``value``: for free-form data in a model's repr."""
+    return repr(redacted(value))
 
 
 class SpaceTasksError(Exception):

@@ -27,6 +27,8 @@ from typing import Any, SupportsIndex, TypeAlias
 
 import attrs
 
+from ._errors import redacted_repr
+
 __all__ = [
     "NO_NULLS",
     "CallOutput",
@@ -140,7 +142,7 @@ class UserInfo:
     full_name: str | None = None
     id: JsonScalar = None
     user_token: str | None = attrs.field(default=None, repr=False)
-    extra: dict[str, Any] = attrs.field(factory=dict)
+    extra: dict[str, Any] = attrs.field(factory=dict, repr=redacted_repr)
     explicit_nulls: frozenset[str] = attrs.field(default=NO_NULLS, repr=False, eq=False)
 
 
@@ -149,7 +151,7 @@ class TaskDefinition:
     """What the task asks for (JSON key ``task``)."""
 
     objective: str | None = None
-    extra: dict[str, Any] = attrs.field(factory=dict)
+    extra: dict[str, Any] = attrs.field(factory=dict, repr=redacted_repr)
     explicit_nulls: frozenset[str] = attrs.field(default=NO_NULLS, repr=False, eq=False)
 
 
@@ -164,7 +166,7 @@ class TranscriptTurn:
     role: str | None = None
     content: str | None = None
     timestamp: datetime | int | float | None = None
-    extra: dict[str, Any] = attrs.field(factory=dict)
+    extra: dict[str, Any] = attrs.field(factory=dict, repr=redacted_repr)
     explicit_nulls: frozenset[str] = attrs.field(default=NO_NULLS, repr=False, eq=False)
 
 
@@ -181,7 +183,7 @@ class CallSummary:
     name: str | None = None
     contact: JsonScalar = None
     callback_datetime: str | None = None
-    extra: dict[str, Any] = attrs.field(factory=dict)
+    extra: dict[str, Any] = attrs.field(factory=dict, repr=redacted_repr)
     explicit_nulls: frozenset[str] = attrs.field(default=NO_NULLS, repr=False, eq=False)
 
 
@@ -202,7 +204,7 @@ class PostCallData:
     structured_data: Any = None
     call_evaluation: Any = None
     profile_summary: Any = None
-    extra: dict[str, Any] = attrs.field(factory=dict)
+    extra: dict[str, Any] = attrs.field(factory=dict, repr=redacted_repr)
     explicit_nulls: frozenset[str] = attrs.field(default=NO_NULLS, repr=False, eq=False)
 
 
@@ -228,17 +230,17 @@ class CallOutput:
     post_call_data: PostCallData | None = None
     call_type: str | None = None
     call_status: str | None = None
-    customer: Any = None
+    customer: Any = attrs.field(default=None, repr=redacted_repr)
     contact_number: Any = None
     call_end_reason: str | None = None
     assistant_number: Any = None
     call_summary: Any = None
     cost: Any = None
-    metadata: Any = None
+    metadata: Any = attrs.field(default=None, repr=redacted_repr)
     status_update: Any = None
     error: Any = None
     notes: Any = None
-    extra: dict[str, Any] = attrs.field(factory=dict)
+    extra: dict[str, Any] = attrs.field(factory=dict, repr=redacted_repr)
     explicit_nulls: frozenset[str] = attrs.field(default=NO_NULLS, repr=False, eq=False)
 
 
@@ -264,7 +266,7 @@ class Task:
     run_id: str | None = None
     user_info: UserInfo | None = None
     definition: TaskDefinition | None = None
-    input: dict[str, Any] | None = None
+    input: dict[str, Any] | None = attrs.field(default=None, repr=redacted_repr)
     output: CallOutput | None = None
     assignee: str | None = None
     status: TaskStatus | str | None = None
@@ -273,12 +275,12 @@ class Task:
     created: datetime | None = None
     modified: datetime | None = None
     space_id: Any = None
-    user: Any = None
+    user: Any = attrs.field(default=None, repr=redacted_repr)
     user_org_id: Any = None
     collection_ref: Any = None
     attachments: Any = None
     ref_id: Any = None
-    extra: dict[str, Any] = attrs.field(factory=dict)
+    extra: dict[str, Any] = attrs.field(factory=dict, repr=redacted_repr)
     explicit_nulls: frozenset[str] = attrs.field(default=NO_NULLS, repr=False, eq=False)
 
 
@@ -294,7 +296,7 @@ class Space:
     token: str | None = None
     agent_handle: str | None = None
     created_at: datetime | None = None
-    extra: dict[str, Any] = attrs.field(factory=dict)
+    extra: dict[str, Any] = attrs.field(factory=dict, repr=redacted_repr)
     explicit_nulls: frozenset[str] = attrs.field(default=NO_NULLS, repr=False, eq=False)
 
 

@@ -151,6 +151,7 @@ class _Seen:
         self._cut: datetime | None = None
         self._ties: set[str] = set()
         self._undated: set[str] = set()
+        self.by_time = 0  # tasks judged handed out by their time alone (past the horizon)
 
     def __contains__(self, task: Task) -> bool:
         tid = task.task_id
@@ -159,7 +160,10 @@ class _Seen:
         cut, created = self._cut, task.created
         if cut is None or created is None:
             return False
-        return created > cut or (created == cut and tid in self._ties)
+        if created > cut or (created == cut and tid in self._ties):
+            self.by_time += 1
+            return True
+        return False
 
     def add(self, tasks: list[Task]) -> None:
         if not tasks:
@@ -323,6 +327,7 @@ class PageWalk(AsyncClosing):
         # (pages read one after the other can only miss what a drop of count shows).
         self._width = window
         self._calm_seams = 0
+        self._warned_order = False
 
     # -- iterator protocol ---------------------------------------------------------------
 
@@ -512,7 +517,18 @@ class PageWalk(AsyncClosing):
         seen: _Seen,
         remaining: int | None,
     ) -> tuple[TaskPage | None, int | None]:
+        by_time = seen.by_time
         fresh = [task for task in answer.tasks if task not in seen]
+        if seen.by_time > by_time and not self._warned_order:
+            self._warned_order = True
+            log.warning(
+                "space %s: page %d holds %d task(s) as new as tasks handed out beyond the "
+                "dedupe horizon; treated as repeats, as the server orders by 'created'. If "
+                "the server's order ever disagreed with 'created', they would be missed.",
+                self.space_token,
+                answer.page,
+                seen.by_time - by_time,
+            )
         dropped = answer.repeats = len(answer.tasks) - len(fresh)
         if answer.record is not None:
             answer.record[3] = dropped

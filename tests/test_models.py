@@ -620,3 +620,22 @@ def test_task_page_iterates_and_counts_its_tasks() -> None:
     assert len(page) == 3
     assert list(page) == list(tasks)
     assert (page.status_code, page.message, page.reread) == (200, None, False)
+
+
+def test_secret_looking_keys_in_free_form_data_are_masked_in_repr() -> None:
+    from spacetasks_async import decode_task
+
+    task = decode_task(
+        {
+            "task_id": "T1",
+            "input": {"name": "x", "password": "PW-1"},
+            "user_info": {"user_token": "UT-1", "session": {"access_token": "AT-1"}},
+            "output": {"call_id": "c", "metadata": {"api_key": "AK-1"}},
+            "vendor_secret": "VS-1",
+        }
+    )
+    text = repr(task)
+    for secret in ("PW-1", "UT-1", "AT-1", "AK-1", "VS-1"):
+        assert secret not in text
+    assert "'name': 'x'" in text  # the rest is shown as it is
+    assert task.input == {"name": "x", "password": "PW-1"}  # and kept, unchanged
