@@ -615,6 +615,12 @@ class UnpodServer:
             self._stats.in_flight -= 1
             self._notify()
 
+    def _check_auth(self, request: web.Request) -> web.Response | None:
+        """The real server's 401: a body without ``data``."""
+        if self._authorized(request):
+            return None
+        return _json({"message": "Invalid token.", "status_code": 401}, 401)
+
     def _check_org(self, request: web.Request) -> web.Response | None:
         handle = request.headers.get("Org-Handle")
         if not handle:
@@ -659,9 +665,7 @@ class UnpodServer:
     async def _answer_spaces(
         self, request: web.Request, record: RequestRecord
     ) -> web.StreamResponse:
-        if not self._authorized(request):
-            return _json({"message": "Invalid token.", "status_code": 401}, 401)
-        error = self._check_org(request)
+        error = self._check_auth(request) or self._check_org(request)
         if error is not None:
             return error
         cfg = self.config
@@ -686,9 +690,7 @@ class UnpodServer:
     async def _answer_space(
         self, request: web.Request, record: RequestRecord
     ) -> web.StreamResponse:
-        if not self._authorized(request):
-            return _json({"message": "Invalid token.", "status_code": 401}, 401)
-        error = self._check_org(request)
+        error = self._check_auth(request) or self._check_org(request)
         if error is not None:
             return error
         token = request.match_info["space_token"]
@@ -710,8 +712,9 @@ class UnpodServer:
     async def _answer_tasks(
         self, request: web.Request, record: RequestRecord
     ) -> web.StreamResponse:
-        if not self._authorized(request):
-            return _json({"message": "Invalid token.", "status_code": 401}, 401)
+        error = self._check_auth(request)
+        if error is not None:
+            return error
         token = request.match_info["space_token"]
         query = record.query
         page = _int_or(query.get("page"), 1)
