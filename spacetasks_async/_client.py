@@ -143,7 +143,7 @@ class Client:
             list spaces).
         timeout: total seconds for one request attempt.
         connect_timeout: seconds to establish a connection.
-        retry: the :class:`RetryPolicy` (default: 5 attempts, full-jitter backoff).
+        retry: the :class:`RetryPolicy` (default: 8 attempts, full-jitter backoff).
         max_in_flight: ceiling on this client's requests in flight at once, across every
             walk and space; it halves on a 429 and recovers gradually.
         rate: optional ceiling in requests per second across the whole client.

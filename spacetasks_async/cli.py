@@ -148,9 +148,9 @@ def _add_connection(parser: argparse.ArgumentParser, *, org_help: str) -> None:
     group.add_argument(
         "--max-retries",
         type=_int_at_least(0),
-        default=4,
+        default=7,
         metavar="N",
-        help="retries of a failed request (429, 5xx, network) before giving up (default: 4)",
+        help="retries of a failed request (429, 5xx, network) before giving up (default: 7)",
     )
     group.add_argument(
         "--rate",
