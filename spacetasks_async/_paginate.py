@@ -430,6 +430,8 @@ class PageWalk(AsyncClosing):
                 if answer is not None:
                     page_out, remaining = self._emit(answer, seen, remaining)
                     self._check_seams(answer, meta, seen, schedule)
+                    if self._short_inside(answer):
+                        schedule(answer.page, 1)
                     if not answer.reread or answer.page == checking:
                         # the end is judged on the newest answer for the last page
                         if not answer.reread and page_out is not None and page_out.tasks:
@@ -470,6 +472,28 @@ class PageWalk(AsyncClosing):
         if count is None:
             return start
         return max(start, math.ceil(count / self.page_size))
+
+    def _short_inside(self, answer: _Answer) -> bool:
+        """A page read in order came back short although its own count says pages follow.
+
+        A server that drops part of a page (a glitch, a proxy) would otherwise lose those
+        tasks silently: the page is read once more, and what it holds then is handed out.
+        """
+        count = answer.count
+        if answer.reread or count is None or len(answer.tasks) >= self.page_size:
+            return False
+        if count <= answer.page * self.page_size:
+            return False  # the last page by its own count: short is expected
+        log.warning(
+            "space %s: page %d has %d tasks but its count %d says it should be full; "
+            "reading it again",
+            self.space_token,
+            answer.page,
+            len(answer.tasks),
+            count,
+        )
+        self.stats.consistency_checks += 1
+        return True
 
     def _more_after(self, last: _Answer, checks: int) -> tuple[str | None, bool]:
         """Decide, with nothing left to fetch, whether the space really ended at ``last``.

@@ -347,6 +347,31 @@ async def test_answers_without_count_are_paged_until_a_short_page(
     assert sorted(task_requests(server, token)) == list(range(1, 12))
 
 
+async def test_a_page_cut_short_in_the_middle_is_read_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import spacetasks_async._errors as errors
+
+    real = errors.parse_envelope
+    cut = {"done": False}
+
+    def cut_page_three_once(*args: Any, **kw: Any) -> dict[str, Any]:
+        envelope = real(*args, **kw)
+        if "page=3&" in kw["path"] and not cut["done"]:
+            cut["done"] = True
+            envelope["data"] = envelope["data"][:40]  # a glitch: part of the page is lost
+        return envelope
+
+    monkeypatch.setattr("spacetasks_async._client.parse_envelope", cut_page_three_once)
+    async with serve(seed=19, spaces=[750]) as (server, client):
+        token = server.space_tokens[0]
+        walk = client.iter_tasks(token, page_size=100, window=4)
+        ids = await collect(walk)
+    assert sorted(ids) == sorted(server.expected_task_ids(token))
+    assert len(ids) == len(set(ids))
+    assert walk.stats.consistency_checks == 1
+
+
 async def test_page_walk_checkpoint_after_a_page_points_at_the_next_one() -> None:
     async with serve(seed=18, spaces=[500]) as (server, client):
         async with client.iter_pages(server.space_tokens[0], page_size=100) as walk:
