@@ -110,7 +110,7 @@ class Harvest(AsyncClosing):
                     checkpoint=(checkpoints or {}).get(token),
                 )
         self._client = client
-        self._tokens = space_tokens
+        self._list_spaces = space_tokens is None  # the organization's spaces, found on start
         self.page_size = page_size
         self.concurrency = concurrency
         self.window = window
@@ -125,7 +125,7 @@ class Harvest(AsyncClosing):
         self._position: dict[str, tuple[TaskPage, int]] = {}  # task level: page, taken
         self._gen: AsyncIterator[HarvestedPage] | None = None
         self._tasks_gen: AsyncIterator[HarvestedTask] | None = None
-        self.space_tokens: list[str] = list(space_tokens or [])
+        self.space_tokens: list[str] = space_tokens or []
 
     # -- where each space stands -------------------------------------------------------
 
@@ -171,10 +171,9 @@ class Harvest(AsyncClosing):
             await self._gen.aclose()  # type: ignore[attr-defined]
 
     async def _run(self) -> AsyncIterator[HarvestedPage]:
-        if self._tokens is None:
-            self._tokens = [s.token async for s in self._client.iter_spaces() if s.token]
-            self.space_tokens = list(self._tokens)
-        waiting = collections.deque(self._tokens)
+        if self._list_spaces:
+            self.space_tokens = [s.token async for s in self._client.iter_spaces() if s.token]
+        waiting = collections.deque(self.space_tokens)
         # Spaces walked at once: enough to keep the limit busy while each space is on its
         # first page, and at least two so that a huge space shares the limit round-robin
         # with the next ones. Each holds at most ``window`` pages, so memory stays bounded.

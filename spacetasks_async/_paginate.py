@@ -417,7 +417,7 @@ class PageWalk(AsyncClosing):
                 nonlocal target, next_page
                 # With max_items, a page is asked for only while the pages on order cannot
                 # cover what is still wanted (each gives at most ``size`` tasks).
-                target = max(target, self._target(self._fetcher.latest_count, start))
+                target = max(target, self._target(fetcher.latest_count, start))
                 while (
                     next_page <= target
                     and len(order) < self._width
