@@ -1,9 +1,33 @@
 """The exception hierarchy, and the one mapping from an HTTP answer to it.
 
 Every error carries what a person needs to act on it (the HTTP status, the server's message,
-the request's method and path, and where known the space and page) and nothing secret: the
-API key never reaches this module, and what is quoted from a body (snippets, the server's
-message) is cut short, with the values of secret-looking keys masked.
+the request's method and path, and where known the space and page) and nothing secret: what
+is quoted from a server (body snippets, the server's message, a redirect's target) passes
+through a :class:`SecretScrubber` first, which removes the client's own API key in any
+spelling, credentials such as ``Token <x>`` or ``Bearer <x>``, and the values of
+secret-looking keys, and is then cut short.
+
+The hierarchy::
+
+    SpaceTasksError
+    ├── ConfigurationError          also a ValueError
+    ├── InvalidArgumentError        also a ValueError
+    ├── DecodeError                 also a ValueError
+    ├── TransportError
+    │   └── RequestTimeoutError     also a builtin TimeoutError
+    └── APIError
+        ├── ProtocolError
+        │   └── ResponseTooLargeError
+        ├── HTTPStatusError
+        │   ├── BadRequestError, AuthenticationError, PermissionDeniedError,
+        │   ├── NotFoundError, RateLimitError
+        │   └── ServerError
+        └── BusinessLogicError
+            ├── InvalidSpaceTokenError
+            ├── SpaceAccessError
+            └── BackendFailureError
+
+    InsecureTransportWarning        a UserWarning: the API key would be sent in clear
 """
 
 from __future__ import annotations
@@ -11,7 +35,7 @@ from __future__ import annotations
 import email.utils
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -25,6 +49,7 @@ __all__ = [
     "ConfigurationError",
     "DecodeError",
     "HTTPStatusError",
+    "InsecureTransportWarning",
     "InvalidArgumentError",
     "InvalidSpaceTokenError",
     "NotFoundError",
@@ -32,22 +57,45 @@ __all__ = [
     "ProtocolError",
     "RateLimitError",
     "RequestTimeoutError",
+    "ResponseTooLargeError",
+    "SecretScrubber",
     "ServerError",
     "SpaceAccessError",
     "SpaceTasksError",
     "TransportError",
+    "WalkIncompleteError",
+    "WalkLimitError",
 ]
 
 _SNIPPET_CHARS = 200
+# Text scrubbed beyond what a snippet shows, so that a secret straddling the snippet's end is
+# still removed whole before the cut: longer than any API key the client accepts (1024
+# characters, see ``_validate``) in its longest escaped spelling.
+_SCRUB_MARGIN = 8192
 # A snippet of a body can reach a log line, so values of secret-looking keys are masked in
 # it. A body that is a page of tasks can hold a user's token (``user_info.user_token``).
-_SECRET_WORDS = r"token|api_?key|authorization|password|secret"
+# ``auth`` must not be followed by a letter other than the two known endings, so that
+# ``author`` is not a secret but ``auth``, ``oauth_token`` and ``Authorization`` are.
+_SECRET_WORDS = (
+    r"token|api_?key|auth(?:entication|orization)?(?![a-z])|password|passwd|secret"
+    r"|bearer|jwt|credentials?|cookie"
+)
 _SECRET_KEY = re.compile(_SECRET_WORDS, re.IGNORECASE)
-_SECRET_VALUE = re.compile(
-    r"""(?P<key>["']?[\w-]*(?:""" + _SECRET_WORDS + r""")["']?\s*[:=]\s*)"""
-    r"""(?:"(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|[^\s,;&}<"']+)""",
+# HTTP credential forms, as an ``Authorization`` header's value: the scheme word, then the
+# credential (RFC 9110 token68, or anything up to a delimiter). Case-insensitive, as the
+# server itself is.
+_SCHEMES = r"token|bearer|jwt|basic|digest"
+_CREDENTIAL = re.compile(
+    r"""(?P<scheme>\b(?:""" + _SCHEMES + r""")\s+)(?P<value>[^\s"'<>,;&\\]+)""",
     re.IGNORECASE,
 )
+_SECRET_VALUE = re.compile(
+    r"""(?P<key>["']?[\w-]*(?:""" + _SECRET_WORDS + r""")["']?\s*[:=]\s*)"""
+    r"""(?:"(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?"""
+    r"""|(?:(?:""" + _SCHEMES + r""")\s+)?[^\s,;&}<"']+)""",
+    re.IGNORECASE,
+)
+_MASK = "***"
 
 
 def redacted(value: Any) -> Any:
@@ -117,6 +165,19 @@ class SpaceTasksError(Exception):
         if self.page is None:
             self.page = page
         return self
+
+
+class WalkIncompleteError(SpaceTasksError):
+    """A walk could not prove that it handed out every task, and stopped.
+
+    Raised when its request budget (which grows with the change the walk observes, never
+    with what a server claims) runs out while seams are still unproven, or when answers
+    stop making progress. ``page`` names the first page in doubt.
+    """
+
+
+#: The name of :class:`WalkIncompleteError` before the exact walk (kept for callers).
+WalkLimitError = WalkIncompleteError
 
 
 class ConfigurationError(SpaceTasksError, ValueError):
@@ -196,6 +257,37 @@ class ProtocolError(APIError):
         return f"{base}; body starts: {self.snippet!r}" if self.snippet else base
 
 
+class ResponseTooLargeError(ProtocolError):
+    """The response body is larger than the client's ``max_body_bytes``. Not retried.
+
+    Raised as soon as a ``Content-Length`` above the ceiling is announced, or as soon as
+    the bytes read (counted after decompression, so a gzip bomb stops too) pass it; the rest
+    of the body is never read.
+
+    Attributes:
+        limit: the ceiling in bytes (``Client(max_body_bytes=...)``).
+        content_length: the ``Content-Length`` the server announced, if it did.
+        received: the decompressed bytes read before giving up (``None`` when the
+            announced length alone was enough to refuse).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: int,
+        content_length: int | None = None,
+        received: int | None = None,
+        **kw: Any,
+    ) -> None:
+        # Not transient: the same request gets the same body again.
+        kw.setdefault("transient", False)
+        super().__init__(message, **kw)
+        self.limit = limit
+        self.content_length = content_length
+        self.received = received
+
+
 class HTTPStatusError(APIError):
     """An HTTP error status. Subclasses name the common ones; others are this class."""
 
@@ -248,6 +340,16 @@ class BackendFailureError(BusinessLogicError):
         self.errors = errors
 
 
+class InsecureTransportWarning(UserWarning):
+    """The API key is about to be sent in clear: an ``http://`` base URL to a host that is
+    not this machine (loopback). Issued once per :class:`~spacetasks_async.Client`.
+
+    Silence it deliberately, for example for a trusted local network::
+
+        warnings.filterwarnings("ignore", category=InsecureTransportWarning)
+    """
+
+
 _HTTP_ERRORS: Mapping[int, type[HTTPStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -257,22 +359,114 @@ _HTTP_ERRORS: Mapping[int, type[HTTPStatusError]] = {
 }
 
 
+def _decode_escapes(text: str) -> str:
+    # JSON's \u escapes could spell a key (or the API key) past the patterns: decode them.
+    if "\\u" in text:
+        return re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m[1], 16)), text)
+    return text
+
+
+# C0 and C1 control characters and DEL. From a hostile server they could rewrite a terminal
+# (ANSI escapes) or forge log lines (newlines) once quoted in an error.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _mask_forms(text: str) -> str:
+    # Credentials first, so that ``Authorization: Token KEY`` cannot become
+    # ``Authorization: *** KEY``; then whole values under secret-looking keys.
+    text = _CREDENTIAL.sub(lambda m: m["scheme"] + _MASK, text)
+    text = _SECRET_VALUE.sub(lambda m: m["key"] + _MASK, text)
+    return _CONTROL.sub(lambda m: " " if m[0].isspace() else "\ufffd", text)
+
+
 def mask_secrets(text: str) -> str:
-    """``text`` with the values of secret-looking keys (``user_token: ...``) replaced.
+    """``text`` with credentials and the values of secret-looking keys replaced by ``***``.
+
+    Masks ``Token <x>``, ``Bearer <x>``, ``JWT <x>``, ``Basic <x>`` (any case) and the whole
+    value under keys such as ``user_token``, ``api_key``, ``auth``, ``Authorization``,
+    ``bearer`` or ``password``, quoted or not. Control characters become a space (tabs,
+    newlines) or U+FFFD (the rest). Knows no particular secret: see
+    :class:`SecretScrubber` for removing the client's own API key wherever it appears.
 
     >>> mask_secrets('{"user_token": "abc", "name": "x"}')
     '{"user_token": ***, "name": "x"}'
+    >>> mask_secrets("Authorization: Token abc123")
+    'Authorization: ***'
     """
-    # JSON's \u escapes could spell a key past the pattern: decode them for the check.
-    if "\\u" in text:
-        text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m[1], 16)), text)
-    return _SECRET_VALUE.sub(r"\g<key>***", text)
+    return _mask_forms(_decode_escapes(text))
 
 
-def snippet_of(body: bytes) -> str:
-    """The first characters of a body, decoded leniently, for an error message."""
-    text = body[: _SNIPPET_CHARS * 4].decode("utf-8", "replace")
-    text = mask_secrets(" ".join(text.split()))
+_NAMED_ENTITIES = {"&": "amp", "<": "lt", ">": "gt", '"': "quot", "'": "apos"}
+
+
+def _spellings(secret: str) -> str:
+    """A regex matching ``secret`` with each character raw or escaped in any way a server
+    may echo it: percent-encoded, an HTML entity, or JSON-escaped (``\\u`` escapes are
+    decoded before matching). Per character, so that mixed spellings match too."""
+    parts = []
+    for ch in secret:
+        code = ord(ch)
+        options = [re.escape(ch), f"%{code:02x}", f"&#0*{code};", f"&#x0*{code:x};"]
+        if ch in _NAMED_ENTITIES:
+            options.append(f"&{_NAMED_ENTITIES[ch]};")
+        if ch in '"\\/':
+            options.append(re.escape("\\" + ch))
+        parts.append(f"(?:{'|'.join(options)})")
+    return "".join(parts)
+
+
+class SecretScrubber:
+    """Removes given secrets however a server spells them, then masks like mask_secrets.
+
+    A server or proxy can quote the request's ``Authorization`` header anywhere: in an HTML
+    error page, in a JSON message, percent-encoded in a URL, HTML- or JSON-escaped. The
+    client builds one scrubber knowing its API key and passes every text that comes from the
+    server through it before that text reaches an exception, a log line or an event. The
+    secrets are matched case-insensitively, each character raw or percent-, HTML- or
+    JSON-escaped.
+
+    Args:
+        secrets: the literal secrets to remove (empty strings are ignored).
+
+    >>> SecretScrubber(["s3cr3t-key"])("echo: s3cr3t-key, s3cr3t%2Dkey")
+    'echo: ***, ***'
+    """
+
+    __slots__ = ("_pattern",)
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first, so that a secret that contains another is removed whole.
+        ordered = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._pattern = (
+            re.compile("|".join(map(_spellings, ordered)), re.IGNORECASE) if ordered else None
+        )
+
+    def __call__(self, text: str) -> str:
+        """``text`` without the secrets, with credentials and secret-looking values masked."""
+        text = _decode_escapes(text)
+        if self._pattern is not None:
+            text = self._pattern.sub(_MASK, text)
+        return _mask_forms(text)
+
+    def __repr__(self) -> str:
+        # Never the pattern: it spells the secrets.
+        return "SecretScrubber(<secrets>)"
+
+
+Scrub = Callable[[str], str]
+
+
+def snippet_of(body: bytes, scrub: Scrub = mask_secrets) -> str:
+    """The first characters of a body, decoded leniently and scrubbed, for an error message.
+
+    Args:
+        body: the body as received.
+        scrub: what removes secrets from the text (:func:`mask_secrets` by default; the
+            client passes its :class:`SecretScrubber`).
+    """
+    # Scrubbed beyond the cut, so that a secret that starts inside the snippet goes whole.
+    text = body[: _SNIPPET_CHARS * 4 + _SCRUB_MARGIN].decode("utf-8", "replace")
+    text = scrub(" ".join(text.split()))
     return text[:_SNIPPET_CHARS] + ("…" if len(text) > _SNIPPET_CHARS else "")
 
 
@@ -306,18 +500,24 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, seconds)
 
 
-def _text(value: Any) -> str | None:
+def _text(value: Any, scrub: Scrub) -> str | None:
     if value is None:
         return None
     text = value if isinstance(value, str) else orjson.dumps(value).decode()
-    return mask_secrets(text)[:_SNIPPET_CHARS]
+    # Cut before scrubbing (a message can be megabytes), but past the margin, so that a
+    # secret starting inside what is kept is scrubbed whole.
+    return scrub(text[: _SNIPPET_CHARS + _SCRUB_MARGIN])[:_SNIPPET_CHARS]
+
+
+_NOT_JSON: Any = object()
 
 
 def _load(body: bytes) -> Any:
+    """The parsed body, or ``_NOT_JSON``."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
-        return None
+        return _NOT_JSON
 
 
 def error_for_answer(
@@ -327,11 +527,21 @@ def error_for_answer(
     method: str,
     path: str,
     retry_after: str | None = None,
+    scrub: Scrub = mask_secrets,
 ) -> APIError:
-    """Map an error answer (any status the caller did not accept) to its exception."""
+    """Map an error answer (any status the caller did not accept) to its exception.
+
+    Args:
+        status: the HTTP status.
+        body: the whole body.
+        method: the request's method, for the error.
+        path: the request's path and query, for the error.
+        retry_after: the ``Retry-After`` header, if any.
+        scrub: what removes secrets from every text quoted from the answer.
+    """
     parsed = _load(body)
     obj = parsed if isinstance(parsed, dict) else None
-    server_message = _text(obj.get("message") or obj.get("detail")) if obj else None
+    server_message = _text(obj.get("message") or obj.get("detail"), scrub) if obj else None
     kw: dict[str, Any] = {
         "status": status,
         "server_message": server_message,
@@ -343,23 +553,25 @@ def error_for_answer(
 
     if status == 206:
         return (
-            _business_error(obj, kw)
+            _business_error(obj, kw, scrub)
             if obj is not None
             else _protocol(
-                "HTTP 206 with a body that is not a JSON object", body, kw, transient=True
+                "HTTP 206 with a body that is not a JSON object", body, kw, scrub, transient=True
             )
         )
     if 500 <= status <= 599:
         if obj is None:
-            return ServerError(f"HTTP {status} (non-JSON body: {snippet_of(body)!r})", **kw)
+            return ServerError(f"HTTP {status} (non-JSON body: {snippet_of(body, scrub)!r})", **kw)
         return ServerError(f"HTTP {status}{said}", **kw)
     cls = _HTTP_ERRORS.get(status, HTTPStatusError)
     if obj is None and status not in _HTTP_ERRORS:
-        return _protocol(f"unexpected HTTP {status} with a non-JSON body", body, kw, transient=True)
+        return _protocol(
+            f"unexpected HTTP {status} with a non-JSON body", body, kw, scrub, transient=True
+        )
     return cls(f"HTTP {status}{said}", **kw)
 
 
-def _business_error(obj: Mapping[str, Any], kw: dict[str, Any]) -> APIError:
+def _business_error(obj: Mapping[str, Any], kw: dict[str, Any], scrub: Scrub) -> APIError:
     message = kw["server_message"] or ""
     lowered = message.lower()
     if "invalid space token" in lowered:
@@ -372,15 +584,17 @@ def _business_error(obj: Mapping[str, Any], kw: dict[str, Any]) -> APIError:
         errors = data.get("errors")
     if "fetch failed" in lowered or errors is not None:
         return BackendFailureError(
-            f"the server's backend failed: {message or 'no message'}", errors=_text(errors), **kw
+            f"the server's backend failed: {message or 'no message'}",
+            errors=_text(errors, scrub),
+            **kw,
         )
     return BusinessLogicError(f"business logic error: {message or 'no message'}", **kw)
 
 
 def _protocol(
-    reason: str, body: bytes, kw: dict[str, Any], *, transient: bool = False
+    reason: str, body: bytes, kw: dict[str, Any], scrub: Scrub, *, transient: bool = False
 ) -> ProtocolError:
-    return ProtocolError(reason, snippet=snippet_of(body), transient=transient, **kw)
+    return ProtocolError(reason, snippet=snippet_of(body, scrub), transient=transient, **kw)
 
 
 def parse_envelope(
@@ -391,6 +605,7 @@ def parse_envelope(
     path: str,
     retry_after: str | None = None,
     data_type: type[list[Any]] | type[dict[str, Any]] = list,
+    scrub: Scrub = mask_secrets,
 ) -> dict[str, Any]:
     """Check a whole answer and return its envelope (``count``, ``data`` list, ...).
 
@@ -398,34 +613,48 @@ def parse_envelope(
     (when present) is 200 and whose ``data`` is a list (``data_type``; an object for the
     one-space endpoint), with an integer ``count`` when there is one.
     Raises the matching :class:`SpaceTasksError` otherwise.
+
+    Args:
+        status: the HTTP status.
+        body: the whole body.
+        method: the request's method, for errors.
+        path: the request's path and query, for errors.
+        retry_after: the ``Retry-After`` header, if any.
+        data_type: ``list`` (a page) or ``dict`` (one object) for ``data``.
+        scrub: what removes secrets from every text an error quotes from the answer.
     """
     if status != 200:
-        raise error_for_answer(status, body, method=method, path=path, retry_after=retry_after)
+        raise error_for_answer(
+            status, body, method=method, path=path, retry_after=retry_after, scrub=scrub
+        )
     kw: dict[str, Any] = {"status": status, "method": method, "path": path}
-    try:
-        obj = orjson.loads(body)  # the client pauses the cyclic GC around this
-    except orjson.JSONDecodeError:
+    obj = _load(body)
+    if obj is _NOT_JSON:
+        # Raised outside any except block: orjson's error holds the whole body (``doc``),
+        # and ``from None`` would still keep it as the new error's __context__.
         kw["server_message"] = None
         raise _protocol(
-            "HTTP 200 with a body that is not valid JSON", body, kw, transient=True
-        ) from None
+            "HTTP 200 with a body that is not valid JSON", body, kw, scrub, transient=True
+        )
     if not isinstance(obj, dict):
-        raise _protocol("HTTP 200 with a body that is not a JSON object", body, kw)
+        raise _protocol("HTTP 200 with a body that is not a JSON object", body, kw, scrub)
     body_status = obj.get("status_code", 200)
     if body_status != 200:
         # A 200 that says failure in its body: map it like the status it names, so that a
         # proxy or framework that flattens statuses does not turn errors into data.
-        kw["server_message"] = _text(obj.get("message"))
+        kw["server_message"] = _text(obj.get("message"), scrub)
         if isinstance(body_status, int) and body_status == 206:
-            raise _business_error(obj, kw | {"retry_after": None})
+            raise _business_error(obj, kw | {"retry_after": None}, scrub)
         said = body_status if isinstance(body_status, int) else type(body_status).__name__
-        raise _protocol(f"HTTP 200 whose body says status_code {said}", body, kw)
+        raise _protocol(f"HTTP 200 whose body says status_code {said}", body, kw, scrub)
     data = obj.get("data")
     if not isinstance(data, data_type):
         expected = "a list" if data_type is list else "an object"
-        raise _protocol(f"HTTP 200 whose 'data' is {type(data).__name__}, not {expected}", body, kw)
+        raise _protocol(
+            f"HTTP 200 whose 'data' is {type(data).__name__}, not {expected}", body, kw, scrub
+        )
     count = obj.get("count")
     if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
         said = count if isinstance(count, int) else type(count).__name__
-        raise _protocol(f"HTTP 200 whose 'count' is not a count: {said}", body, kw)
+        raise _protocol(f"HTTP 200 whose 'count' is not a count: {said}", body, kw, scrub)
     return obj

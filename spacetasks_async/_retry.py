@@ -56,7 +56,8 @@ class RetryPolicy:
 
     Retried: 429, 500, 502, 503, 504, connection errors, timeouts, and a body cut off or not
     parseable (all requests here are idempotent GETs). Never retried: 400, 401, 403, 404, an
-    invalid space token or missing access (206): they cannot succeed on a second try.
+    invalid space token or missing access (206), a body above the client's
+    ``max_body_bytes`` (:class:`ResponseTooLargeError`): they cannot succeed on a second try.
 
     The 206 "Tasks Fetch Failed" backend failure is retried like a 5xx by default: it is
     what the real server answers when its backend is unreachable or overloaded, so giving up
