@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import math
 import os
 import urllib.parse
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
@@ -18,28 +21,50 @@ from ._errors import (
     ConfigurationError,
     DecodeError,
     HTTPStatusError,
+    InsecureTransportWarning,
     InvalidArgumentError,
     RequestTimeoutError,
+    ResponseTooLargeError,
+    SecretScrubber,
     SpaceTasksError,
     TransportError,
     parse_envelope,
+    snippet_of,
 )
-from ._gc import gc_paused
 from ._models import Space, Task, TaskPage
 from ._retry import RateController, RetryEvent, RetryPolicy
+from ._validate import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_IN_FLIGHT,
+    MAX_BODY_BYTES,
+    MAX_IN_FLIGHT,
+    MAX_PAGE_SIZE,
+    MIN_BODY_BYTES,
+    validate_header_value,
+    validate_limit,
+    validate_page,
+    validate_page_size,
+    validate_space_token,
+)
 
 if TYPE_CHECKING:
     from ._harvest import Harvest
     from ._paginate import Checkpoint, PageWalk, TaskWalk
 
-__all__ = ["DEFAULT_BASE_URL", "MAX_PAGE_SIZE", "Client"]
+# The validators and MAX_PAGE_SIZE live in ._validate; they are re-exported here because
+# other modules (and users) have always imported them from this one.
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "MAX_PAGE_SIZE",
+    "Client",
+    "validate_page",
+    "validate_page_size",
+    "validate_space_token",
+]
 
 log = logging.getLogger("spacetasks_async")
 
 DEFAULT_BASE_URL: Final = "https://unpod.ai"
-#: The server has no maximum page size (and 0 means "everything"); a client-side ceiling
-#: keeps one answer from holding a whole space in memory.
-MAX_PAGE_SIZE: Final = 10_000
 DEFAULT_PAGE_SIZE: Final = 100
 #: Filters the backend understands beyond paging. ``space_id`` is deliberately absent: the
 #: server forwards it to the backend, where it overrides the space the token authorised.
@@ -73,43 +98,66 @@ class _Secret:
     __str__ = __repr__
 
 
-def _is_header_safe(value: str) -> bool:
-    return not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
+def _positive_number(name: str, value: object) -> float:
+    # nan and inf pass a plain "> 0" test; neither is a timeout or a rate.
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigurationError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
 
 
-def validate_space_token(space_token: object) -> str:
-    """Return the token as one percent-encoded path segment, or raise before any request."""
-    if not isinstance(space_token, str):
-        raise InvalidArgumentError(f"space_token must be a str, not {type(space_token).__name__}")
-    if not space_token or not space_token.strip():
-        raise InvalidArgumentError("space_token is empty")
-    if "/" in space_token or "\\" in space_token:
-        raise InvalidArgumentError(f"space_token {space_token!r} contains a slash")
-    if space_token in {".", ".."}:
-        raise InvalidArgumentError(f"space_token {space_token!r} is not a token")
-    if not _is_header_safe(space_token):
-        raise InvalidArgumentError("space_token contains a control character")
-    return urllib.parse.quote(space_token, safe="")
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine: 127.0.0.0/8, ::1 (also IPv4-mapped), localhost."""
+    name = host.rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):  # RFC 6761: always loopback
+        return True
+    try:
+        address = ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
-def validate_page_size(page_size: object) -> int:
-    """Reject a page size the client must never send (0 means "everything" on the server)."""
-    if not isinstance(page_size, int) or isinstance(page_size, bool):
-        raise InvalidArgumentError(f"page_size must be an int, not {type(page_size).__name__}")
-    if page_size < 1:
-        raise InvalidArgumentError(f"page_size must be at least 1, got {page_size}")
-    if page_size > MAX_PAGE_SIZE:
-        raise InvalidArgumentError(f"page_size must be at most {MAX_PAGE_SIZE}, got {page_size}")
-    return page_size
+def _check_base_url(base: str) -> str:
+    """The base URL without a trailing slash, or :class:`ConfigurationError`.
 
-
-def validate_page(page: object) -> int:
-    """Reject a page number below 1 (the server answers those with a 206)."""
-    if not isinstance(page, int) or isinstance(page, bool):
-        raise InvalidArgumentError(f"page must be an int, not {type(page).__name__}")
-    if page < 1:
-        raise InvalidArgumentError(f"page must be at least 1, got {page}")
-    return page
+    Only scheme, host, optional port and optional path prefix are allowed: the client
+    appends ``/api/v2/...`` and a query to it as text, so a query, fragment or ``;params``
+    would swallow or misroute every request (``GET /?q=1/api/v2/...``), and credentials in
+    it would be sent to wherever it points. The message never quotes the URL: a query or
+    userinfo may hold a secret.
+    """
+    if any(ch.isspace() or not ch.isprintable() for ch in base):
+        raise ConfigurationError("base_url contains a space or a control character")
+    parsed: yarl.URL | None
+    try:
+        parsed = yarl.URL(base)
+        port = parsed.port
+    except (ValueError, TypeError):
+        parsed = port = None
+    if parsed is None:  # raised out here so that the parser's message (the URL) is not kept
+        raise ConfigurationError("base_url is not a valid URL")
+    if parsed.user is not None or parsed.password is not None or "@" in parsed.raw_authority:
+        raise ConfigurationError("base_url must not hold credentials; pass api_key instead")
+    if parsed.scheme not in {"http", "https"} or not parsed.host:
+        raise ConfigurationError(
+            "base_url must be an http(s) URL with a host, like https://unpod.ai"
+        )
+    if "?" in base:
+        raise ConfigurationError("base_url must not have a query ('?...')")
+    if "#" in base:
+        raise ConfigurationError("base_url must not have a fragment ('#...')")
+    if ";" in parsed.raw_path:
+        raise ConfigurationError("base_url must not have path parameters (';...')")
+    if port is not None and not 0 < port < 65536:
+        raise ConfigurationError(f"base_url has an invalid port {port}")
+    return str(parsed).rstrip("/")
 
 
 def _validate_filters(filters: Mapping[str, object] | None) -> dict[str, str]:
@@ -137,19 +185,36 @@ class Client:
     ``UNPOD_BASE_URL`` (default ``https://unpod.ai``) and ``UNPOD_ORG_HANDLE``.
 
     Args:
-        api_key: the API key, sent as ``Authorization: Token <key>``.
-        base_url: scheme and host, e.g. ``https://unpod.ai``.
+        api_key: the API key, sent as ``Authorization: Token <key>``: visible ASCII, at
+            most 1024 characters. It is removed, in any spelling, from every text quoted
+            from a server (errors, logs, retry events).
+        base_url: scheme, host, optional port and optional path prefix, e.g.
+            ``https://unpod.ai``; nothing else (no query, fragment or credentials). An
+            ``http://`` URL to a host other than this machine sends the key in clear and
+            issues an :class:`InsecureTransportWarning` (once per client).
         org_handle: the organization's domain handle, sent as ``Org-Handle`` (needed to
-            list spaces).
-        timeout: total seconds for one request attempt.
+            list spaces); visible ASCII.
+        timeout: total seconds for one request attempt, body included: a body that drips
+            or never ends is cut off by it.
         connect_timeout: seconds to establish a connection.
         retry: the :class:`RetryPolicy` (default: 8 attempts, full-jitter backoff).
         max_in_flight: ceiling on this client's requests in flight at once, across every
-            walk and space; it halves on a 429 and recovers gradually.
+            walk and space, from 1 to 256 (``MAX_IN_FLIGHT``; each may hold a socket, and
+            many processes may open only 1024 files); it halves on a 429 and recovers
+            gradually.
         rate: optional ceiling in requests per second across the whole client.
+        max_body_bytes: ceiling on one response body, counted after decompression, from
+            1 KiB to 16 GiB; default 64 MiB, far above a real page (100 tasks are tens to
+            hundreds of KiB). A larger body, announced or read, raises
+            :class:`ResponseTooLargeError` (not retried) without being read further, so a
+            hostile or broken server cannot exhaust memory.
         session: an ``aiohttp.ClientSession`` to use instead of creating one; not closed.
         trace_configs: ``aiohttp.TraceConfig`` objects for the session this client creates.
         on_retry: called with a :class:`RetryEvent` before each retry's wait.
+        sleep: the coroutine function used to wait between retries (tests pass a fake).
+
+    Raises:
+        ConfigurationError: for any argument above that is missing or out of bounds.
 
     Example::
 
@@ -167,8 +232,9 @@ class Client:
         timeout: float = 60.0,
         connect_timeout: float = 10.0,
         retry: RetryPolicy | None = None,
-        max_in_flight: int = 32,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         rate: float | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         session: aiohttp.ClientSession | None = None,
         trace_configs: Iterable[aiohttp.TraceConfig] | None = None,
         on_retry: Callable[[RetryEvent], None] | None = None,
@@ -179,25 +245,35 @@ class Client:
             raise ConfigurationError(
                 "no API key: pass api_key=... or set the UNPOD_API_KEY environment variable"
             )
-        if not _is_header_safe(key):
-            raise ConfigurationError("the API key contains a control character")
+        validate_header_value("the API key", key, secret=True)
         self._key = _Secret(key)
+        # Built once: every text a server sends back goes through it (see _scrub).
+        self._scrubber = SecretScrubber([key])
         base = base_url or os.environ.get("UNPOD_BASE_URL") or DEFAULT_BASE_URL
-        parsed = yarl.URL(base)
-        if parsed.user is not None or parsed.password is not None:
-            raise ConfigurationError("base_url must not hold credentials; pass api_key instead")
-        if parsed.scheme not in {"http", "https"} or not parsed.host:
-            raise ConfigurationError(f"base_url must be an http(s) URL, got {base!r}")
-        self.base_url = str(parsed).rstrip("/")
+        self.base_url = _check_base_url(base)
+        host = yarl.URL(self.base_url).host or ""
+        if self.base_url.startswith("http://") and not _is_loopback(host):
+            warnings.warn(
+                f"base_url {self.base_url!r} is plain http to a host that is not this "
+                "machine: the API key will be sent in clear; use https",
+                InsecureTransportWarning,
+                stacklevel=2,
+            )
         self.org_handle = org_handle or os.environ.get("UNPOD_ORG_HANDLE") or None
-        if self.org_handle is not None and not _is_header_safe(self.org_handle):
-            raise ConfigurationError("org_handle contains a control character")
-        if timeout <= 0 or connect_timeout <= 0:
-            raise ConfigurationError("timeouts must be positive")
-        if max_in_flight < 1:
-            raise ConfigurationError("max_in_flight must be at least 1")
-        if rate is not None and rate <= 0:
-            raise ConfigurationError("rate must be positive")
+        if self.org_handle is not None:
+            validate_header_value("org_handle", self.org_handle)
+        _positive_number("timeout", timeout)
+        _positive_number("connect_timeout", connect_timeout)
+        validate_limit("max_in_flight", max_in_flight, 1, MAX_IN_FLIGHT, error=ConfigurationError)
+        if rate is not None:
+            _positive_number("rate", rate)
+        self.max_body_bytes = validate_limit(
+            "max_body_bytes",
+            max_body_bytes,
+            MIN_BODY_BYTES,
+            MAX_BODY_BYTES,
+            error=ConfigurationError,
+        )
         self.timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
         self.retry = retry if retry is not None else RetryPolicy()
         self.max_in_flight = max_in_flight
@@ -217,6 +293,13 @@ class Client:
         if self.org_handle:
             headers["Org-Handle"] = self.org_handle
         self._headers = headers
+
+    def _scrub(self, text: str) -> str:
+        """``text`` from a server, without the API key (any spelling) or other credentials.
+
+        The one place server text passes before it reaches an error, a log line or an event.
+        """
+        return self._scrubber(text)
 
     def _request_headers(self) -> dict[str, str]:
         # Built per request so that no attribute of the client holds the key in clear.
@@ -283,6 +366,8 @@ class Client:
         url = yarl.URL(f"{self.base_url}{shown}", encoded=True)
 
         async def attempt() -> dict[str, Any]:
+            timed_out = False
+            failure: str | None = None
             try:
                 async with session.get(
                     url,
@@ -290,45 +375,48 @@ class Client:
                     timeout=self.timeout,
                     allow_redirects=False,
                 ) as resp:
-                    body = await resp.read()
                     status = resp.status
                     retry_after = resp.headers.get("Retry-After")
                     location = resp.headers.get("Location")
+                    body = await self._read_body(resp, shown)
             except TimeoutError:
+                timed_out = True
+            except aiohttp.ClientError as exc:
+                # aiohttp's parser errors quote the server's bytes: scrubbed like a body.
+                failure = self._scrub(f"{type(exc).__name__}: {exc}")
+            # Raised here, outside the except blocks, so that the new error has no
+            # __context__: aiohttp's exceptions carry the request, headers (the key)
+            # included, in their repr.
+            if timed_out:
                 raise RequestTimeoutError(
                     f"request timed out (connect {self.timeout.connect}s, "
                     f"total {self.timeout.total}s)",
                     method="GET",
                     path=shown,
-                ) from None
-            except aiohttp.ClientError as exc:
-                # Not chained: aiohttp's exceptions carry the request, headers (the key)
-                # included, in their repr.
-                raise TransportError(
-                    f"{type(exc).__name__}: {exc}", method="GET", path=shown
-                ) from None
+                )
+            if failure is not None:
+                raise TransportError(failure, method="GET", path=shown)
             log.debug("GET %s -> %d (%d bytes)", shown, status, len(body))
             if 300 <= status < 400:
+                target = self._scrub(repr(location))
                 raise HTTPStatusError(
-                    f"HTTP {status}: the server redirects to {location!r}; "
+                    f"HTTP {status}: the server redirects to {target}; "
                     "set base_url to where the API is",
                     status=status,
                     method="GET",
                     path=shown,
                 )
-            # One pause of the cyclic GC over parsing and decoding together: the collection
-            # it defers then runs once per page instead of once per step.
-            with gc_paused():
-                envelope = parse_envelope(
-                    status,
-                    body,
-                    method="GET",
-                    path=shown,
-                    retry_after=retry_after,
-                    data_type=data_type,
-                )
-                if decode_data is not None:
-                    envelope["data"] = decode_data(envelope["data"])
+            envelope = parse_envelope(
+                status,
+                body,
+                method="GET",
+                path=shown,
+                retry_after=retry_after,
+                data_type=data_type,
+                scrub=self._scrub,
+            )
+            if decode_data is not None:
+                envelope["data"] = decode_data(envelope["data"])
             return envelope
 
         def retried(event: RetryEvent) -> None:
@@ -341,6 +429,46 @@ class Client:
             attempt, method="GET", path=shown, on_retry=retried
         )
         return result
+
+    async def _read_body(self, resp: aiohttp.ClientResponse, shown: str) -> bytes:
+        """The whole body, read in chunks under the ``max_body_bytes`` ceiling.
+
+        Counts the bytes aiohttp hands over, which are decompressed already, so a gzip
+        bomb stops at the ceiling; memory stays within the ceiling plus one chunk (and
+        the join at the end). A ``Content-Length`` above the ceiling fails before any of
+        the body is read. The request's total timeout bounds a body that drips forever.
+        """
+        limit = self.max_body_bytes
+        announced = resp.content_length
+        if announced is not None and announced > limit:
+            raise ResponseTooLargeError(
+                f"HTTP {resp.status} announces a body of {announced} bytes, above the "
+                f"limit of {limit} bytes (max_body_bytes)",
+                limit=limit,
+                content_length=announced,
+                status=resp.status,
+                method="GET",
+                path=shown,
+            )
+        chunks: list[bytes] = []
+        received = 0
+        async for chunk in resp.content.iter_any():
+            received += len(chunk)
+            if received > limit:
+                head = chunks[0] if chunks else chunk
+                raise ResponseTooLargeError(
+                    f"HTTP {resp.status} body is larger than the limit of {limit} bytes "
+                    "(max_body_bytes); stopped reading",
+                    limit=limit,
+                    content_length=announced,
+                    received=received,
+                    snippet=snippet_of(head, self._scrub),
+                    status=resp.status,
+                    method="GET",
+                    path=shown,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     # -- pages ---------------------------------------------------------------------------
 
