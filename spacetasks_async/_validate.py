@@ -169,7 +169,12 @@ def validate_space_token(space_token: object) -> str:
     index = _first_invisible(space_token)
     if index is not None:
         ch = space_token[index]
-        kind = "a control character" if ch.isascii() and not ch.isprintable() else "a character"
+        if ch == " ":
+            kind = "a space"
+        elif not ch.isprintable():  # C0, DEL and C1 (U+0080 to U+009F) alike
+            kind = "a control character"
+        else:
+            kind = "a non-ASCII character"
         raise InvalidArgumentError(
             f"space_token contains {kind} (U+{ord(ch):04X}) at position {index}: only "
             "visible ASCII is allowed (no spaces, control or non-ASCII characters)"

@@ -15,6 +15,8 @@ import html
 import inspect
 import json
 import logging
+import subprocess
+import sys
 import time
 import traceback
 import tracemalloc
@@ -223,6 +225,60 @@ async def test_a_compression_bomb_stops_at_the_ceiling_with_memory_bounded(
     # Memory stayed within tens of MiB of the ceiling, while the body inflates to 64 MiB
     # (announced) or 4 GiB (chunked).
     assert traced_peak() < 2 * MIB + 24 * MIB
+
+
+_RSS_SCRIPT = """
+import asyncio, resource, zlib
+from aiohttp import web
+import spacetasks_async as st
+
+MIB = 1024 * 1024
+compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+FIRST = compressor.compress(bytes(MIB)) + compressor.flush(zlib.Z_FULL_FLUSH)
+UNIT = compressor.compress(bytes(MIB)) + compressor.flush(zlib.Z_FULL_FLUSH)
+
+async def bomb(request):
+    resp = web.StreamResponse(headers={"Content-Encoding": "gzip"})
+    await resp.prepare(request)
+    try:
+        await resp.write(FIRST)
+        for _ in range(4096):  # 4 GiB inflated
+            await resp.write(UNIT)
+    except ConnectionError:
+        pass
+    return resp
+
+async def main():
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", bomb)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = "http://127.0.0.1:%d" % runner.addresses[0][1]
+    async with st.Client("k", base_url=base, max_body_bytes=2 * MIB) as client:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        try:
+            await client.get_page("TOKEN")
+        except st.ResponseTooLargeError as exc:
+            received = exc.received
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    await runner.cleanup()
+    print(before, after, received)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in KiB on Linux only")
+def test_a_gzip_bomb_leaves_the_peak_rss_of_a_fresh_process_tens_of_mib_over_the_ceiling() -> None:
+    # A fresh process, so that the peak RSS is this request's and not the test session's.
+    done = subprocess.run(
+        [sys.executable, "-c", _RSS_SCRIPT], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    before, after, received = map(int, done.stdout.split())
+    assert 2 * MIB < received <= 6 * MIB
+    assert (after - before) * KIB < 64 * MIB  # the body inflates to 4 GiB
 
 
 @pytest.mark.parametrize("announced", [True, False], ids=["content-length", "chunked"])
@@ -674,9 +730,9 @@ def test_validate_limit_names_the_argument_and_both_bounds() -> None:
     ("token", "what"),
     [
         ("A" * (MAX_SPACE_TOKEN_CHARS + 1), f"at most {MAX_SPACE_TOKEN_CHARS}"),
-        ("AB CD", "U+0020"),
-        ("ABC\u00e9", "U+00E9"),
-        ("ABC\x85", "U+0085"),
+        ("AB CD", "a space (U+0020)"),
+        ("ABC\u00e9", "a non-ASCII character (U+00E9)"),
+        ("ABC\x85", "a control character (U+0085)"),
         ("ABC\x7f", "control"),
         ("\tABC", "control"),
     ],
