@@ -1,52 +1,70 @@
-"""Decoding and encoding of the models: one cattrs converter, fast generated hooks.
+"""Decoding and encoding of the models: a cattrs converter whose model hooks are generated code.
+
+A page of a walk decodes with one call, ``converter.structure(data, list[Task])``. The hooks
+behind it come from hook factories registered on the converter (:func:`make_converter`): the
+first time the converter needs the hook of a model, the factory reads the class (its attrs
+fields, their types and metadata, see :mod:`._models`) and asks the converter for the hook of
+each field's type without ``None``: ``dict[str, Any]`` for ``input: dict[str, Any] | None``.
+
+- A hook of this module (a :class:`_Hook`: the plain kinds registered for ``str``,
+  ``datetime``, ``int | float``, ... and the models' own hooks) says what it does, and the
+  factory writes that work inline: one ``dict.get`` and one class check per field, nested
+  models and transcript turns decoded in the same function, no call per value.
+- Any other hook (one a user registered) is called with the value and the type, for present,
+  non-null values only: absent keys and explicit nulls are the model's business, so that
+  they encode back as they were.
+
+cattrs caches the hooks it builds and forgets them when a hook is registered, so a hook
+registered after a first decode is used from the next one on. The generated source is
+registered with :mod:`linecache` (as cattrs does), so tracebacks show its lines.
 
 Why generated code: a harvest decodes every task of a space, so decoding must cost about as
 much as parsing the JSON. cattrs' own generated hooks validate in detail but take several
-times the cost of ``orjson.loads``. Here a small table per model (:data:`_SPECS`) says, for
-every attribute, its JSON key and its kind; from it, straight-line decode and encode functions
-are generated once at import: one ``dict.get`` and one class check per field, nested models
-and transcript turns decoded inline, and instances built without a call per field (see
-:func:`_twin_of`). The same table drives both directions, which is what keeps the round trip
-exact. The generated source is in ``_CODECS["__source__"]``.
+times the cost of ``orjson.loads``; a frozen attrs class's ``__init__`` alone (one
+``object.__setattr__`` call per field) costs more than the rest of decoding a small object.
 
-Errors: the generated code raises a private ``_Invalid`` carrying the JSON path relative to the
-object being decoded; each enclosing level prepends its own segment on the way out (try blocks
-cost nothing in Python 3.11 until something raises). The public functions turn it into a
-:class:`~spacetasks_async._errors.DecodeError` naming the task and the path, and only ever the
-*type* of a bad value, never the value.
+Construction: a model whose ``__init__`` does nothing but store its arguments (no validator,
+no converter, no ``__attrs_pre_init__``/``__attrs_post_init__``, every field in ``__init__``
+and in ``__slots__``: read from the class's attrs metadata, see :func:`_twin_of`) is built
+by filling a plain slotted twin class and assigning ``__class__``; any other model is built
+by calling the class, so that what its ``__init__`` does is never skipped.
 
-The generated source is registered with :mod:`linecache`, so tracebacks show its lines.
+Errors: the generated code raises a private ``_Invalid`` carrying the JSON path relative to
+the object being decoded; each enclosing level prepends its own segment on the way out (try
+blocks cost nothing in Python 3.11 until something raises). The hooks turn it into a
+:class:`~spacetasks_async._errors.DecodeError` naming the task and the path, and only ever
+the *type* of a bad value, never the value.
+
+Nothing here touches process-wide state (the GC, the recursion limit, ...): a library's hot
+path must not.
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
 import linecache
+import types
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Union, get_args, get_origin
 
 import attrs
 import cattrs
-from cattrs.preconf.orjson import make_converter
+from cattrs.preconf.orjson import OrjsonConverter
+from cattrs.preconf.orjson import make_converter as _make_orjson_converter
 
 from ._errors import DecodeError
-from ._gc import gc_paused
 from ._models import (
+    JSON_KEY,
+    KEEP_OTHER_JSON,
     NO_NULLS,
-    CallOutput,
-    CallSummary,
-    ExecutionType,
+    PROVIDER_KEY,
     OutputShape,
-    PostCallData,
-    RunMode,
     Space,
     Task,
-    TaskDefinition,
-    TaskStatus,
     Timestamp,
-    TranscriptTurn,
-    UserInfo,
 )
 
 __all__ = [
@@ -56,10 +74,11 @@ __all__ = [
     "decode_tasks",
     "encode_space",
     "encode_task",
+    "make_converter",
     "parse_timestamp",
 ]
 
-_M = TypeVar("_M")
+StructureHook = Callable[[Any, Any], Any]
 
 
 class _Invalid(Exception):
@@ -95,6 +114,10 @@ def _type_name(value: object) -> str:
 
 def _wrong_type(segment: str, value: object, expected: str) -> _Invalid:
     return _Invalid(segment, f"expected {expected}, got {_type_name(value)}")
+
+
+def _type_label(type_: Any) -> str:
+    return type_.__name__ if isinstance(type_, type) else repr(type_)
 
 
 # --- timestamps -------------------------------------------------------------------------------
@@ -172,9 +195,41 @@ def _decode_time(text: str, segment: str) -> Timestamp:
             stamp = _build_stamp(plain)
     # OverflowError: out of range once moved to UTC.
     except (ValueError, OverflowError):
-        raise _Invalid(segment, "expected an ISO 8601 time, got a string that is not one") from None
+        raise _not_a_time(segment) from None
     stamp._wire = text
     return stamp
+
+
+def _not_a_time(segment: str) -> _Invalid:
+    return _Invalid(segment, "expected an ISO 8601 time, got a string that is not one")
+
+
+def _to_utc(plain: datetime, segment: str) -> datetime:
+    # Text with an offset: moved to UTC (OverflowError: out of range once moved).
+    try:
+        return plain.astimezone(UTC)
+    except OverflowError:
+        raise _not_a_time(segment) from None
+
+
+def _time_lines(v: str, seg: str) -> list[str]:
+    """Statements that turn the string in local ``v`` into a Timestamp: _decode_time inline.
+
+    A call less per time (there are four in a call task) is worth the lines.
+    """
+    if not _stamp_from_state:  # pragma: no cover - other implementations
+        return [f"{v} = _decode_time({v}, {seg})"]
+    return [
+        "try:",
+        f"    {v}_t = _parse({v})",
+        "except ValueError:",
+        f"    raise _not_a_time({seg}) from None",
+        f"if {v}_t.tzinfo is not None and {v}_t.tzinfo is not _UTC:",
+        f"    {v}_t = _to_utc({v}_t, {seg})",
+        f"{v}_s = _new_stamp(_state_of({v}_t)[1][0], _UTC)",
+        f"{v}_s._wire = {v}",
+        f"{v} = {v}_s",
+    ]
 
 
 def _encode_time(value: datetime) -> str:
@@ -186,7 +241,7 @@ def _encode_time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-# --- small helpers the generated code calls on rare or slow paths ------------------------------
+# --- helpers the generated code calls on rare or slow paths -----------------------------------
 
 
 def _null_set(cache: dict[int, frozenset[str]], keys: tuple[str, ...], bits: int) -> frozenset[str]:
@@ -211,148 +266,590 @@ def _plain(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
 
 
-def _enum_table(cls: type[enum.Enum]) -> dict[str, Any]:
-    return {member.value: member for member in cls}
-
-
 def _segment(key: str) -> str:
     return f".{key}" if key.isidentifier() else f"[{key!r}]"
 
 
-# --- the field tables ---------------------------------------------------------------------------
+def _call_hook(hook: StructureHook, type_: Any, value: Any, segment: str) -> Any:
+    """Call a hook that is not this module's; what it raises becomes a path and a reason."""
+    try:
+        return hook(value, type_)
+    except DecodeError as exc:  # a hook that decodes through the converter: keep its path
+        raise _Invalid(segment + exc.json_path[1:], exc.reason) from None
+    except Exception as exc:
+        # Only the exception's type: its message may quote the value.
+        raise _Invalid(
+            segment, f"the hook for {_type_label(type_)} raised {type(exc).__name__}"
+        ) from None
+
+
+def _refused(cls: type, exc: Exception) -> _Invalid:
+    # A model built by calling it (see _twin_of) whose validator or __attrs_post_init__
+    # refused the values; only the exception's type is reported, its message may quote one.
+    return _Invalid("", f"{cls.__name__} refused the values: {type(exc).__name__}")
+
+
+# --- the hooks of this module, and what they say about themselves -------------------------------
 
 
 @attrs.frozen
-class _F:
-    """How one attribute is stored: its kind, its JSON key (default: its name), its model."""
+class _Kind:
+    """What a hook does, so that a model's factory can write the same work inline.
 
-    kind: str
-    key: str | None = None
+    ``name`` is one of "str", "scalar" (a JSON value that is not an object or an array),
+    "str_or_int", "number" (int or float, not bool), "dict", "time" (a string parsed to a
+    :class:`Timestamp`), "time_or_number", "enum" (``of``: a str enum; an unknown value
+    stays a str), "any" (kept as sent), "model" (``of``: a model; ``raw``: its decoder, which
+    raises ``_Invalid``), "models" (an array of ``of`` models, decoded to a tuple),
+    "str_or_model"; or "hook": a hook that is not this module's (``hook``, called with the
+    value and ``type``).
+    """
+
+    name: str
     of: Any = None
-    # Usually absent: test for absence before testing the type.
-    rare: bool = False
+    raw: Callable[[dict[str, Any]], Any] | None = None
+    hook: StructureHook | None = None
+    type: Any = None
 
 
-# Kinds: "str", "required_str", "any" (any JSON value, kept as is), "scalar" (not an object or
-# array), "str_or_int", "number" (int or float, not bool), "dict", "time" (string parsed to a
-# Timestamp), "time_or_number", "enum", "model", "models" (array of objects -> tuple),
-# "summary" (string or CallSummary), "output" (CallOutput; anything else goes to extra).
-_SPECS: Final[dict[str, tuple[type, dict[str, _F]]]] = {
-    "UserInfo": (
-        UserInfo,
-        {
-            "email": _F("str"),
-            "full_name": _F("str"),
-            "id": _F("scalar"),
-            "user_token": _F("str"),
-        },
-    ),
-    "TaskDefinition": (TaskDefinition, {"objective": _F("str")}),
-    "TranscriptTurn": (
-        TranscriptTurn,
-        {"role": _F("str"), "content": _F("str"), "timestamp": _F("time_or_number", rare=True)},
-    ),
-    "CallSummary": (
-        CallSummary,
-        {
-            "status": _F("str"),
-            "summary": _F("str"),
-            "name": _F("str"),
-            "contact": _F("scalar"),
-            "callback_datetime": _F("str"),
-        },
-    ),
-    "PostCallData": (
-        PostCallData,
-        {
-            "summary": _F("summary"),
-            "outcome": _F("str"),
-            "sentiment": _F("str"),
-            "classification": _F("any"),
-            "success_evaluator": _F("any"),
-            "structured_data": _F("any"),
-            "call_evaluation": _F("any"),
-            "profile_summary": _F("any"),
-        },
-    ),
-    "CallOutput_native": (
-        CallOutput,
-        {
-            "call_id": _F("str"),
-            "start_time": _F("time"),
-            "end_time": _F("time"),
-            "duration": _F("number"),
-            "recording_url": _F("str"),
-            "transcript": _F("models", of=TranscriptTurn),
-            "post_call_data": _F("model", of=PostCallData),
-            "call_type": _F("str"),
-            "call_status": _F("str"),
-            "customer": _F("any"),
-            "contact_number": _F("any"),
-            "call_end_reason": _F("str"),
-            "assistant_number": _F("any"),
-            "call_summary": _F("any"),
-            "cost": _F("any"),
-            "metadata": _F("any"),
-            "status_update": _F("any"),
-            "error": _F("any"),
-            "notes": _F("any"),
-        },
-    ),
-    # The voice provider's own call object. Only the keys that mean the same as a native
-    # attribute are mapped; the rest (assistantId, costBreakdown, analysis, artifact, ...)
-    # stay in extra under their own names.
-    "CallOutput_provider": (
-        CallOutput,
-        {
-            "call_id": _F("str", key="id"),
-            "start_time": _F("time", key="startedAt"),
-            "end_time": _F("time", key="endedAt"),
-            "recording_url": _F("str", key="recordingUrl"),
-            "call_end_reason": _F("str", key="endedReason"),
-            "customer": _F("any"),
-            "cost": _F("any"),
-        },
-    ),
-    "Task": (
-        Task,
-        {
-            "task_id": _F("required_str"),
-            "id": _F("str", key="_id"),
-            "thread_id": _F("str"),
-            "run_id": _F("str"),
-            "user_info": _F("model", of=UserInfo),
-            "definition": _F("model", key="task", of=TaskDefinition),
-            "input": _F("dict"),
-            "output": _F("output"),
-            "assignee": _F("str"),
-            "status": _F("enum", of=TaskStatus),
-            "execution_type": _F("enum", of=ExecutionType),
-            "run_mode": _F("enum", of=RunMode),
-            "created": _F("time"),
-            "modified": _F("time"),
-            "space_id": _F("any"),
-            "user": _F("any"),
-            "user_org_id": _F("any"),
-            "collection_ref": _F("any"),
-            "attachments": _F("any"),
-            "ref_id": _F("any"),
-        },
-    ),
-    "Space": (
-        Space,
-        {
-            "id": _F("str_or_int"),
-            "name": _F("str"),
-            "token": _F("str"),
-            "agent_handle": _F("str"),
-            "created_at": _F("time"),
-        },
-    ),
+_ANY: Final = _Kind("any")
+
+
+class _Hook:
+    """A structure hook of this module: a cattrs hook that also says what it does (``kind``)."""
+
+    __slots__ = ("_call", "kind")
+
+    def __init__(self, kind: _Kind, call: StructureHook) -> None:
+        self.kind = kind
+        self._call = call
+
+    def __call__(self, value: Any, type_: Any) -> Any:
+        return self._call(value, type_)
+
+    def __repr__(self) -> str:
+        of = f" of {_type_label(self.kind.of)}" if self.kind.of is not None else ""
+        return f"<spacetasks_async {self.kind.name} hook{of}>"
+
+
+_NONE_TYPE: Final = type(None)
+
+
+def _is_union(type_: Any) -> bool:
+    return get_origin(type_) in (Union, types.UnionType)
+
+
+def _without_none(type_: Any) -> Any:
+    """``type_`` without ``None``: ``str`` for ``str | None``."""
+    if not _is_union(type_):
+        return type_
+    rest = tuple(arg for arg in get_args(type_) if arg is not _NONE_TYPE)
+    return rest[0] if len(rest) == 1 else Union[rest]  # noqa: UP007 - built from a tuple
+
+
+def _is_wire_model(type_: Any) -> bool:
+    """An attrs class in the form of the models: its last fields are ``extra`` and
+    ``explicit_nulls``."""
+    if not (isinstance(type_, type) and attrs.has(type_)):
+        return False
+    names = [a.name for a in attrs.fields(type_)]
+    return names[-2:] == ["extra", "explicit_nulls"]
+
+
+def _shape_attr(cls: type) -> str | None:
+    # A model with an OutputShape attribute (CallOutput) has several shapes on the wire.
+    for a in attrs.fields(attrs.resolve_types(cls)):
+        if a.type is OutputShape:
+            name: str = a.name
+            return name
+    return None
+
+
+def _kind_of_type(type_: Any, conv: cattrs.Converter) -> _Kind:
+    """How a field of type ``type_`` decodes on ``conv``: a kind of this module's, or a hook."""
+    base = _without_none(type_)
+    if base is Any:  # any JSON value, kept as sent
+        return _ANY
+    hook = conv.get_structure_hook(base)
+    if isinstance(hook, _Hook):
+        return hook.kind
+    return _Kind("hook", hook=hook, type=base)
+
+
+# --- the models, as their classes describe them --------------------------------------------------
+
+
+@attrs.frozen
+class _Field:
+    """One attribute of a model in one shape: its JSON key and how its value decodes."""
+
+    attr: str
+    key: str
+    kind: _Kind
+    required: bool
+    keep_other: bool
+
+
+def _wire_fields(cls: type, shape: str | None, conv: cattrs.Converter) -> list[_Field]:
+    """The attributes read from the wire in ``shape`` ("native", "provider", "empty", or
+    ``None`` for a model with one shape), in the class's order."""
+    attrs.resolve_types(cls)
+    shape_attr = _shape_attr(cls)
+    out = []
+    for a in attrs.fields(cls):
+        if a.name in ("extra", "explicit_nulls") or a.name == shape_attr or not a.init:
+            continue
+        required = a.default is attrs.NOTHING
+        if not required and a.default is not None:
+            # An absent key is None, and None is not written back: any other default would
+            # turn an absent key into a present one.
+            raise TypeError(f"{cls.__name__}.{a.name}: a model's attributes default to None")
+        if shape == "empty":
+            continue
+        key = a.metadata.get(PROVIDER_KEY) if shape == "provider" else a.metadata.get(JSON_KEY)
+        if key is None:
+            if shape == "provider":  # no key in this shape
+                continue
+            key = a.name
+        kind = _kind_of_type(a.type, conv)
+        keep_other = bool(a.metadata.get(KEEP_OTHER_JSON))
+        out.append(_Field(a.name, key, kind, required, keep_other))
+    return out
+
+
+# Weak: a class made at run time (attrs.make_class) must not be kept alive by its twin.
+_TWINS: weakref.WeakKeyDictionary[type, type | None] = weakref.WeakKeyDictionary()
+
+
+def _twin_of(cls: type) -> type | None:
+    """A plain slotted class that ``cls`` can be built as without its ``__init__``, or ``None``.
+
+    A frozen attrs instance is built with one ``object.__setattr__`` call per field, which is
+    most of the cost of decoding a small object. Instead, decoders store the fields on a plain
+    class with the same slots (plain attribute stores, which the interpreter specialises) and
+    then assign ``__class__``. That gives the same instance as ``cls(...)`` only when
+    ``__init__`` does nothing but store every field, which the class's own attrs metadata
+    says: no validator, no converter, every field in ``__init__`` and in ``__slots__`` (and
+    nothing else there, such as a hash cache), no ``__attrs_pre_init__`` or
+    ``__attrs_post_init__``, the ``__init__`` attrs wrote, plain ``__new__`` and metaclass.
+    Anything else, and ``None``: decoders call the class. CPython allows the assignment only
+    between classes of identical layout and refuses it otherwise; it is tried once here.
+    """
+    try:
+        return _TWINS[cls]
+    except KeyError:
+        pass
+    twin = _make_twin(cls)
+    _TWINS[cls] = twin
+    return twin
+
+
+def _make_twin(cls: type) -> type | None:
+    fields = attrs.fields(cls)
+    if any(a.validator is not None or a.converter is not None or not a.init for a in fields):
+        return None
+    if hasattr(cls, "__attrs_pre_init__") or hasattr(cls, "__attrs_post_init__"):
+        return None
+    init = cls.__dict__.get("__init__")
+    code = getattr(init, "__code__", None)
+    if code is None or not code.co_filename.startswith("<attrs generated"):
+        return None
+    if any("__new__" in vars(base) for base in cls.__mro__[:-1]):
+        return None
+    if type(cls) is not type:  # a metaclass could do anything on a call
+        return None
+    slots = cls.__dict__.get("__slots__")
+    if slots is None or set(slots) - {"__weakref__"} != {a.name for a in fields}:
+        return None
+    twin = type(f"_Twin{cls.__name__}", (), {"__slots__": slots})
+    probe: Any = object.__new__(twin)
+    try:
+        probe.__class__ = cls
+    except TypeError:
+        return None
+    return twin
+
+
+# --- the code generator -------------------------------------------------------------------------
+#
+# A decoder reads every field once with ``d.get(key, _ABSENT)`` and sends it down one chain of
+# branches, the well-typed case first:
+#
+#     if <the usual type>:  <convert>          e.g. a str; a dict -> the nested model
+#     elif x is _ABSENT:    absent += 1        counted, to learn cheaply if there are unknown keys
+#     elif x is None:       remember the null  so that encoding writes it back
+#     elif <a subclass>:    <convert>          a str or dict subclass handed to the converter
+#     else:                 raise _Invalid     the path segment, and only the value's type
+#
+# Nested models and the items of an array are decoded inline (no call per transcript turn),
+# with their own local names; a try around them adds their path segment to an error.
+
+_SOURCE_SERIAL: Final = itertools.count(1)
+
+_BASE_NAMESPACE: Final[Mapping[str, Any]] = {
+    "_Invalid": _Invalid,
+    "_wrong_type": _wrong_type,
+    "_null_set": _null_set,
+    "_NO_NULLS": NO_NULLS,
+    "_is_str_or_int": _is_str_or_int,
+    "_is_number": _is_number,
+    "_decode_time": _decode_time,
+    "_parse": _parse,
+    "_state_of": _state_of,
+    "_new_stamp": _new_stamp,
+    "_UTC": UTC,
+    "_to_utc": _to_utc,
+    "_not_a_time": _not_a_time,
+    "_encode_time": _encode_time,
+    "_call_hook": _call_hook,
+    "_refused": _refused,
+    "_plain": _plain,
+    "_UNSET": object(),
+    "_ABSENT": object(),
+    "datetime": datetime,
 }
 
-# Keys that only one output shape uses. A dict with a provider-only key and no native-only
-# key is the provider's object; "id", "customer" and "cost" are shared, so they decide nothing.
+
+class _Source:
+    """Generated functions being written: their lines and the namespace they will run in."""
+
+    def __init__(self, conv: cattrs.Converter | None, what: str) -> None:
+        self._conv = conv
+        self.what = what
+        self.ns: dict[str, Any] = dict(_BASE_NAMESPACE)
+        self.lines: list[str] = []
+
+    @property
+    def conv(self) -> cattrs.Converter:
+        """The converter whose hooks the generated code follows."""
+        assert self._conv is not None, "a plain hook has no model to follow"
+        return self._conv
+
+    def ref(self, name: str, value: Any) -> str:
+        """The name under which the generated code sees ``value`` (added if new)."""
+        candidate = name
+        for index in itertools.count(2):
+            present = self.ns.get(candidate, _MISSING)
+            if present is value:
+                return candidate
+            if present is _MISSING:
+                self.ns[candidate] = value
+                return candidate
+            candidate = f"{name}_{index}"
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def compile(self) -> dict[str, Any]:
+        """Compile the lines, registered with linecache for tracebacks; the namespace."""
+        source = "\n".join(self.lines) + "\n"
+        filename = f"<spacetasks_async generated {self.what} #{next(_SOURCE_SERIAL)}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        exec(compile(source, filename, "exec"), self.ns)
+        return self.ns
+
+
+_MISSING: Final = object()
+
+
+def _model_hook_of(conv: cattrs.Converter, cls: type) -> _Kind | None:
+    """The kind of ``conv``'s hook for model ``cls`` if it is this module's, else ``None``."""
+    hook = conv.get_structure_hook(cls)
+    if isinstance(hook, _Hook) and hook.kind.name == "model" and hook.kind.raw is not None:
+        return hook.kind
+    return None
+
+
+class _Block:
+    """Emits the statements that decode the dict in local ``src`` into ``cls`` (one shape).
+
+    ``p`` prefixes every local name, so that inlined blocks do not clash. The built instance
+    ends up in local ``{p}o``.
+    """
+
+    def __init__(self, out: _Source, cls: type, shape: str | None, src: str, p: str) -> None:
+        self.out, self.cls, self.src, self.p = out, cls, src, p
+        self.shape = shape or ""
+        self.fields = _wire_fields(cls, shape, out.conv)
+        self.lines: list[str] = []
+
+    def emit(self, *lines: str) -> None:
+        self.lines += lines
+
+    def build(self) -> list[str]:
+        p, src, out = self.p, self.src, self.out
+        self.emit(f"{p}get = {src}.get", f"{p}n = 0", f"{p}absent = 0")
+        strays = []
+        values: dict[str, str] = {}
+        for i, f in enumerate(self.fields):
+            var = f"{p}x{i}"
+            if f.keep_other:
+                strays.append((f"{p}stray{i}", f.key))
+                self.emit(f"{p}stray{i} = _UNSET")
+            self._field(var, f, i, f"{p}stray{i}")
+            values[f.attr] = var
+        known = out.ref(f"_known_{self.cls.__name__}", frozenset(f.key for f in self.fields))
+        self.emit(
+            # Every key is known exactly when the number of known keys present is len(d).
+            f"if len({src}) == {len(self.fields)} - {p}absent:",
+            f"    {p}extra = {{}}",
+            "else:",
+            f"    {p}extra = {{k: v for k, v in {src}.items() if k not in {known}}}",
+        )
+        for stray, key in strays:
+            self.emit(f"if {stray} is not _UNSET:", f"    {p}extra[{key!r}] = {stray}")
+        # Explicit nulls are collected as bits (one per key, in field order) and turned into
+        # a shared frozenset: no list, no call and no new set per object.
+        cache = out.ref(f"_nulls_{self.cls.__name__}", {})
+        keys = out.ref(f"_null_keys_{self.cls.__name__}", tuple(f.key for f in self.fields))
+        shape_attr = _shape_attr(self.cls)
+        if shape_attr is not None:  # the block of one shape of several
+            values[shape_attr] = out.ref(f"_shape_{self.shape}", OutputShape(self.shape))
+        values["extra"] = f"{p}extra"
+        values["explicit_nulls"] = (
+            f"_NO_NULLS if {p}n == 0 else ({cache}.get({p}n) or _null_set({cache}, {keys}, {p}n))"
+        )
+        cls_name = out.ref(self.cls.__name__, self.cls)
+        names = [a.name for a in attrs.fields(self.cls)]
+        twin = _twin_of(self.cls)
+        if twin is None:
+            # Called, so that validators, converters and __attrs_post_init__ run.
+            aliases = {a.name: a.alias for a in attrs.fields(self.cls)}
+            args = ", ".join(f"{aliases[n]}={values.get(n, 'None')}" for n in names)
+            self.emit(
+                "try:",
+                f"    {p}o = {cls_name}({args})",
+                "except Exception as exc:",
+                f"    raise _refused({cls_name}, exc) from None",
+            )
+        else:
+            # See _twin_of: fill a plain slotted twin, then make it the model. Calling the
+            # twin (which has no __init__) allocates it faster than object.__new__(twin).
+            twin_name = out.ref(f"_twin_{self.cls.__name__}", twin)
+            self.emit(f"{p}o = {twin_name}()")
+            self.emit(*(f"{p}o.{n} = {values.get(n, 'None')}" for n in names))
+            self.emit(f"{p}o.__class__ = {cls_name}")
+        return self.lines
+
+    def _field(self, var: str, f: _Field, index: int, stray: str) -> None:
+        p, out = self.p, self.out
+        k, seg = repr(f.key), repr(_segment(f.key))
+        self.emit(f"{var} = {p}get({k}, _ABSENT)")
+        # What is left after the branches: a stray value kept, a hook called, or an error.
+        final: list[str] = []
+        fast: list[tuple[str, list[str]]]
+        slow: list[tuple[str, list[str]]]
+        if f.kind.name == "hook" and not f.keep_other:
+            # Not this module's: called for every present, non-null value.
+            hook, type_ = out.ref("_hook", f.kind.hook), out.ref("_type", f.kind.type)
+            fast, slow = [], []
+            final = [f"{var} = _call_hook({hook}, {type_}, {var}, {seg})"]
+        else:
+            fast, slow, what = _branches(out, f.kind, var, seg, f"{p}{f.attr}_")
+            if f.keep_other:
+                # Not an object and not null: kept verbatim in extra (see Task's docstring).
+                final = [f"{stray} = {var}", f"{var} = None"]
+            elif what:
+                final = [f"raise _wrong_type({seg}, {var}, {what!r})"]
+        if f.required:
+            absent = f"raise _Invalid({seg}, 'the required key is missing')"
+            missing = [(f"{var} is _ABSENT", [absent])]
+            if not fast and not slow:  # no type to check: null is what is left to refuse
+                missing.append((f"{var} is None", [f"raise _wrong_type({seg}, {var}, 'a value')"]))
+            branches = [*fast, *slow, *missing]
+        else:
+            missing = [
+                (f"{var} is _ABSENT", [f"{var} = None", f"{p}absent += 1"]),
+                (f"{var} is None", [f"{p}n |= {1 << index}"]),
+            ]
+            branches = [*fast, *missing, *slow]
+        for position, (cond, body) in enumerate(branches):
+            self.emit(f"{'elif' if position else 'if'} {cond}:")
+            self.lines += ["    " + line for line in body]
+        if final:
+            self.emit("else:", *("    " + line for line in final))
+
+
+def _branches(
+    out: _Source, kind: _Kind, v: str, seg: str, q: str
+) -> tuple[list[tuple[str, list[str]]], list[tuple[str, list[str]]], str]:
+    """(fast branches, subclass branches, what was expected) for a value of ``kind``.
+
+    ``v`` is the local holding the value (the branches convert it in place), ``seg`` the
+    path segment (a literal) and ``q`` the prefix for the locals of an inlined block.
+    """
+    is_str, is_dict = f"{v}.__class__ is str", f"{v}.__class__ is dict"
+    any_str, any_dict = f"isinstance({v}, str)", f"isinstance({v}, dict)"
+    to_time = _time_lines(v, seg)
+    number = f"{v}.__class__ is int or {v}.__class__ is float"
+    name = kind.name
+    if name == "any":
+        return [], [], ""
+    if name == "str":
+        return [(is_str, ["pass"])], [(any_str, ["pass"])], "a string"
+    if name == "scalar":
+        scalar = f"isinstance({v}, (str, int, float))"
+        return [(is_str, ["pass"])], [(scalar, ["pass"])], "a string, number or boolean"
+    if name == "str_or_int":
+        str_or_int = f"{is_str} or {v}.__class__ is int"
+        return [(str_or_int, ["pass"])], [(f"_is_str_or_int({v})", ["pass"])], "a string or integer"
+    if name == "number":
+        return [(number, ["pass"])], [(f"_is_number({v})", ["pass"])], "a number"
+    if name == "dict":
+        return [(is_dict, ["pass"])], [(any_dict, ["pass"])], "an object"
+    if name == "time":
+        return [(is_str, to_time)], [(any_str, to_time)], "a time string"
+    if name == "time_or_number":
+        fast = [(is_str, to_time), (number, ["pass"])]
+        return fast, [(any_str, to_time), (f"_is_number({v})", ["pass"])], "a time or number"
+    if name == "enum":
+        table = out.ref(f"_values_of_{kind.of.__name__}", {m.value: m for m in kind.of})
+        lookup = [f"{v} = {table}.get({v}, {v})"]
+        return [(is_str, lookup)], [(any_str, lookup)], "a string"
+    if name == "hook":  # a model field kept-other, decoded by a hook that is not ours
+        hook, type_ = out.ref("_hook", kind.hook), out.ref("_type", kind.type)
+        call = [f"{v} = _call_hook({hook}, {type_}, {v}, {seg})"]
+        return [(is_dict, call)], [(any_dict, call)], "an object"
+    if name in ("model", "str_or_model"):
+        decode = _object_decoder(out, kind.of, v, seg, q, inline=name == "model")
+        slow_decode = _object_decoder(out, kind.of, v, seg, q, inline=False)
+        if name == "str_or_model":
+            return (
+                [(is_str, ["pass"]), (is_dict, decode)],
+                [(any_str, ["pass"]), (any_dict, slow_decode)],
+                "a string or an object",
+            )
+        return [(is_dict, decode)], [(any_dict, slow_decode)], "an object"
+    if name == "models":
+        items, item = f"{q}items", f"{q}item"
+        decode = _object_decoder(out, kind.of, item, "''", q, inline=True, result=f"{q}o")
+        slow_one = _object_decoder(out, kind.of, item, "''", q, inline=False, result=f"{q}o")
+        loop = [
+            f"{items} = []",
+            "try:",
+            f"    for {item} in {v}:",
+            f"        if {item}.__class__ is dict:",
+            *("            " + line for line in decode),
+            f"            {items}.append({q}o)",
+            f"        elif isinstance({item}, dict):",
+            *("            " + line for line in slow_one),
+            f"            {items}.append({q}o)",
+            "        else:",
+            f"            raise _wrong_type('', {item}, 'an object')",
+            "except _Invalid as exc:",
+            # The failing item is the one after those already decoded.
+            f"    raise exc.under({seg} + '[' + str(len({items})) + ']') from None",
+            f"{v} = tuple({items})",
+        ]
+        is_list, any_list = f"{v}.__class__ is list", f"isinstance({v}, list)"
+        slow = [(any_list, [f"{v} = list({v})", *loop])]
+        return [(is_list, loop)], slow, "an array"
+    raise AssertionError(f"unknown kind {name!r}")  # pragma: no cover
+
+
+def _object_decoder(
+    out: _Source,
+    cls: type,
+    v: str,
+    seg: str,
+    q: str,
+    *,
+    inline: bool,
+    result: str | None = None,
+) -> list[str]:
+    """Statements that decode the dict in ``v`` into model ``cls``, stored in ``result``
+    (``v`` itself by default), with ``seg`` prepended to the path of an error.
+
+    Inline where the converter's hook for ``cls`` is this module's and ``inline`` asks for
+    it (a model of several shapes is always called); else a call of the model's decoder or
+    of the converter's hook.
+    """
+    target = result or v
+    ours = _model_hook_of(out.conv, cls)
+    if ours is None:  # a hook of the user's
+        hook, type_ = out.ref("_hook", out.conv.get_structure_hook(cls)), out.ref("_type", cls)
+        return [f"{target} = _call_hook({hook}, {type_}, {v}, {seg})"]
+    if inline and _shape_attr(cls) is None:
+        inner = _Block(out, cls, None, v, q).build()
+        return _guarded([*inner, f"{target} = {q}o"], seg)
+    raw = out.ref(f"_decode_{cls.__name__}", ours.raw)
+    return _guarded([f"{target} = {raw}({v})"], seg)
+
+
+def _guarded(lines: list[str], seg: str) -> list[str]:
+    if seg == "''":  # nothing to add to the path (an item: its loop adds the index)
+        return lines
+    return [
+        "try:",
+        *("    " + line for line in lines),
+        "except _Invalid as exc:",
+        f"    raise exc.under({seg}) from None",
+    ]
+
+
+def _encode_value(out: _Source, var: str, f: _Field) -> str:
+    """The expression that encodes non-None ``var`` of field ``f``."""
+    kind = f.kind
+    name = kind.name
+    conv = out.conv
+    if name == "enum":
+        return f"{var} if {var}.__class__ is str else _plain({var})"
+    if name == "time":
+        return f"_encode_time({var})"
+    if name == "time_or_number":
+        return f"_encode_time({var}) if isinstance({var}, datetime) else {var}"
+    if name in ("model", "models", "str_or_model"):
+        if _model_hook_of(conv, kind.of) is None:
+            # Items decoded by a hook of the user's: unstructured by their own type.
+            encode = out.ref("_unstructure", conv.unstructure)
+            if name == "models":
+                return f"[{encode}(item) for item in {var}]"
+            return f"{var} if {var}.__class__ is str else {encode}({var})"
+        model = out.ref(kind.of.__name__, kind.of)
+        encode = out.ref(f"_encode_{kind.of.__name__}", conv.get_unstructure_hook(kind.of))
+        if name == "model":
+            return f"{encode}({var})"
+        if name == "models":
+            return f"[{encode}(item) for item in {var}]"
+        return f"{encode}({var}) if isinstance({var}, {model}) else {var}"
+    if name == "hook":
+        # Decoded by a hook that is not ours: encoded by whatever the converter does with
+        # the value's own type (a user's attrs class, say).
+        unstructure = out.ref("_unstructure", conv.unstructure)
+        return f"{unstructure}({var})"
+    return var
+
+
+def _encoder(out: _Source, cls: type, shape: str | None, name: str) -> None:
+    """Emit ``def name(o)``: the JSON object of ``cls`` instance ``o`` in ``shape``."""
+    fields = {f.attr: f for f in _wire_fields(cls, shape, out.conv)}
+    every = {f.attr: f for f in _wire_fields(cls, "native" if shape else None, out.conv)}
+    lines = [f"def {name}(o):", "    out = {}", "    n = o.explicit_nulls"]
+    for attr, native in every.items():
+        f = fields.get(attr)
+        if f is None:
+            # No key in this shape: written under its native key, so that a value set in
+            # code is not lost.
+            lines += [
+                f"    v = o.{attr}",
+                "    if v is not None:",
+                f"        out[{native.key!r}] = {_encode_value(out, 'v', native)}",
+            ]
+            continue
+        k = repr(f.key)
+        lines += [
+            f"    v = o.{attr}",
+            "    if v is not None:",
+            f"        out[{k}] = {_encode_value(out, 'v', f)}",
+            f"    elif {k} in n:",
+            f"        out[{k}] = None",
+        ]
+    out.lines += [*lines, "    if o.extra:", "        out.update(o.extra)", "    return out", ""]
+
+
+# --- the hook factories -----------------------------------------------------------------------
+
+# Keys that only one shape of CallOutput uses. A dict with a provider-only key and no
+# native-only key is the provider's object; "id", "customer" and "cost" are shared, so they
+# decide nothing.
 _PROVIDER_ONLY: Final = frozenset(
     {
         "startedAt",
@@ -385,359 +882,9 @@ _NATIVE_ONLY: Final = frozenset(
         "status_update",
     }
 )
-_WIRE_ONLY: Final = frozenset({"extra", "explicit_nulls", "shape"})
 
-
-# --- the code generator -------------------------------------------------------------------------
-#
-# Each model gets a decoder ``_dec_<name>(d)`` and an encoder ``_enc_<name>(o)``. In a decoder
-# every field is read once with ``d.get(key, _ABSENT)`` and goes down one chain of branches,
-# the well-typed case first:
-#
-#     if <the usual type>:  <convert>          e.g. a str; a dict -> the nested model
-#     elif x is _ABSENT:    absent += 1        counted, to learn cheaply if there are unknown keys
-#     elif x is None:       remember the null  so that encoding writes it back
-#     elif <a subclass>:    <convert>          a str or dict subclass handed to the converter
-#     else:                 raise _Invalid     the path segment, and only the value's type
-#
-# Nested models and the items of an array are decoded inline (no call per transcript turn),
-# with their own local names; a try around them adds their path segment to an error.
-
-
-class _Block:
-    """Emits the statements that decode the dict in local ``src`` into model ``name``.
-
-    ``p`` prefixes every local name, so that inlined blocks do not clash. The built instance
-    ends up in local ``{p}o``.
-    """
-
-    def __init__(self, name: str, src: str, p: str, ns: dict[str, Any]) -> None:
-        self.name, self.src, self.p, self.ns = name, src, p, ns
-        self.cls, self.spec = _SPECS[name]
-        self.lines: list[str] = []
-
-    def emit(self, indent: str, *lines: str) -> None:
-        self.lines += [indent + line for line in lines]
-
-    def build(self) -> list[str]:
-        p, src = self.p, self.src
-        fields = [a.name for a in attrs.fields(self.cls) if a.name not in _WIRE_ONLY]
-        self.emit("", f"{p}get = {src}.get", f"{p}n = 0", f"{p}absent = 0")
-        has_output = "output" in self.spec
-        if has_output:
-            self.emit("", f"{p}stray = _UNSET")
-        args = ["_shape_" + self.name.rpartition("_")[2]] if self.cls is CallOutput else []
-        for i, attr in enumerate(fields):
-            f = self.spec.get(attr)
-            if f is None:  # an attribute this shape has no key for
-                args.append("None")
-                continue
-            var = f"{p}x{i}"
-            self._field(var, f, f.key or attr, attr)
-            args.append(var)
-        known = f"_known_{self.name}"
-        self.emit(
-            "",
-            # Every key is known exactly when the number of known keys present is len(d).
-            f"if len({src}) == {len(self.spec)} - {p}absent:",
-            f"    {p}extra = {{}}",
-            "else:",
-            f"    {p}extra = {{k: v for k, v in {src}.items() if k not in {known}}}",
-        )
-        if has_output:
-            self.emit("", f"if {p}stray is not _UNSET:", f"    {p}extra['output'] = {p}stray")
-        # Explicit nulls are collected as bits (one per key, in table order) and turned into
-        # a shared frozenset: no list, no call and no new set per object.
-        cache, keys = f"_nulls_{self.name}", f"_null_keys_{self.name}"
-        self.ns[cache] = {}
-        self.ns[keys] = tuple(f.key or attr for attr, f in self.spec.items())
-        args += [
-            f"{p}extra",
-            f"_NO_NULLS if {p}n == 0 else ({cache}.get({p}n) or _null_set({cache}, {keys}, {p}n))",
-        ]
-        cls_name = self.cls.__name__
-        if self.ns[f"_twin_{cls_name}"] is None:
-            self.emit("", f"{p}o = {cls_name}({', '.join(args)})")
-        else:
-            # See _twin_of: fill a plain slotted twin, then make it the model.
-            names = [a.name for a in attrs.fields(self.cls)]
-            # Calling the twin (which has no __init__) allocates it faster than
-            # ``object.__new__(twin)`` does.
-            self.emit("", f"{p}o = _twin_{cls_name}()")
-            self.emit("", *(f"{p}o.{a} = {v}" for a, v in zip(names, args, strict=True)))
-            self.emit("", f"{p}o.__class__ = {cls_name}")
-        return self.lines
-
-    def _field(self, var: str, f: _F, key: str, attr: str) -> None:
-        p, src = self.p, self.src
-        k, seg = repr(key), repr(_segment(key))
-        if f.kind == "required_str":
-            self.emit(
-                "",
-                f"{var} = {p}get({k})",
-                f"if {var}.__class__ is not str and not isinstance({var}, str):",
-                f"    if {k} not in {src}:",
-                f"        raise _Invalid({seg}, 'the required key is missing')",
-                f"    raise _wrong_type({seg}, {var}, 'a string')",
-            )
-            return
-        self.emit("", f"{var} = {p}get({k}, _ABSENT)")
-        fast, slow, what = self._branches(var, f, seg, f"{p}{attr}_")
-        missing = [
-            (f"{var} is _ABSENT", [f"{var} = None", f"{p}absent += 1"]),
-            (f"{var} is None", [f"{p}n |= {1 << list(self.spec).index(attr)}"]),
-        ]
-        branches = [*missing, *fast] if f.rare else [*fast, *missing]
-        for index, (cond, body) in enumerate([*branches, *slow]):
-            self.emit("", f"{'elif' if index else 'if'} {cond}:")
-            self.lines += ["    " + line for line in body]
-        if f.kind == "output":
-            # Not an object and not null: kept verbatim in extra (see Task's docstring).
-            self.emit("", "else:", f"    {p}stray = {var}", f"    {var} = None")
-        elif what:
-            self.emit("", "else:", f"    raise _wrong_type({seg}, {var}, {what!r})")
-
-    def _branches(
-        self, v: str, f: _F, seg: str, q: str
-    ) -> tuple[list[tuple[str, list[str]]], list[tuple[str, list[str]]], str]:
-        """(fast branches, subclass branches, what was expected) for one field's kind."""
-        is_str, is_dict = f"{v}.__class__ is str", f"{v}.__class__ is dict"
-        any_str, any_dict = f"isinstance({v}, str)", f"isinstance({v}, dict)"
-        to_time = [f"{v} = _decode_time({v}, {seg})"]
-        number = f"{v}.__class__ is int or {v}.__class__ is float"
-        kind = f.kind
-        if kind == "any":
-            return [], [], ""
-        if kind == "str":
-            return [(is_str, ["pass"])], [(any_str, ["pass"])], "a string"
-        if kind == "scalar":
-            scalar = f"isinstance({v}, (str, int, float))"
-            return [(is_str, ["pass"])], [(scalar, ["pass"])], "a string, number or boolean"
-        if kind == "str_or_int":
-            str_or_int = f"{is_str} or {v}.__class__ is int"
-            return (
-                [(str_or_int, ["pass"])],
-                [(f"_is_str_or_int({v})", ["pass"])],
-                ("a string or integer"),
-            )
-        if kind == "number":
-            return [(number, ["pass"])], [(f"_is_number({v})", ["pass"])], "a number"
-        if kind == "dict":
-            return [(is_dict, ["pass"])], [(any_dict, ["pass"])], "an object"
-        if kind == "time":
-            return [(is_str, to_time)], [(any_str, to_time)], "a time string"
-        if kind == "time_or_number":
-            fast = [(is_str, to_time), (number, ["pass"])]
-            return fast, [(any_str, to_time), (f"_is_number({v})", ["pass"])], "a time or number"
-        if kind == "enum":
-            table = f"_values_of_{f.of.__name__}"
-            self.ns[table] = _enum_table(f.of)
-            lookup = [f"{v} = {table}.get({v}, {v})"]
-            return [(is_str, lookup)], [(any_str, lookup)], "a string"
-        if kind in ("model", "summary", "output"):
-            target = {"model": f.of.__name__ if f.of else "", "summary": "CallSummary"}
-            call = _guarded(f"{v} = _dec_{target.get(kind, 'output')}({v})", seg)
-            fast_dict = call
-            if kind == "model":  # decoded inline: no call per nested object
-                inner = _Block(f.of.__name__, v, q, self.ns).build()
-                fast_dict = _guarded_lines([*inner, f"{v} = {q}o"], seg)
-            if kind == "summary":
-                return (
-                    [(is_str, ["pass"]), (is_dict, call)],
-                    [(any_str, ["pass"]), (any_dict, call)],
-                    "a string or an object",
-                )
-            return [(is_dict, fast_dict)], [(any_dict, call)], "an object"
-        if kind == "models":
-            item_name = f.of.__name__
-            items, item = f"{q}items", f"{q}item"
-            inner = _Block(item_name, item, q, self.ns).build()
-            loop = [
-                f"{items} = []",
-                "try:",
-                f"    for {item} in {v}:",
-                f"        if {item}.__class__ is dict:",
-                *("            " + line for line in inner),
-                f"            {items}.append({q}o)",
-                f"        elif isinstance({item}, dict):",
-                f"            {items}.append(_dec_{item_name}({item}))",
-                "        else:",
-                f"            raise _wrong_type('', {item}, 'an object')",
-                "except _Invalid as exc:",
-                # The failing item is the one after those already decoded.
-                f"    raise exc.under({seg} + '[' + str(len({items})) + ']') from None",
-                f"{v} = tuple({items})",
-            ]
-            slow = [f"{v} = _decode_items(_dec_{item_name}, {v}, {seg})"]
-            is_list, any_list = f"{v}.__class__ is list", f"isinstance({v}, list)"
-            return [(is_list, loop)], [(any_list, slow)], "an array"
-        raise AssertionError(f"unknown kind {kind!r}")
-
-
-def _guarded(line: str, seg: str) -> list[str]:
-    return _guarded_lines([line], seg)
-
-
-def _guarded_lines(lines: list[str], seg: str) -> list[str]:
-    return [
-        "try:",
-        *("    " + line for line in lines),
-        "except _Invalid as exc:",
-        f"    raise exc.under({seg}) from None",
-    ]
-
-
-def _decode_items(decode: Callable[[Any], Any], items: list[Any], seg: str) -> tuple[Any, ...]:
-    # The slow path of an array of objects: a list subclass, or items that are dict subclasses.
-    out = []
-    for index, item in enumerate(items):
-        try:
-            if not isinstance(item, dict):
-                raise _wrong_type("", item, "an object")
-            out.append(decode(item))
-        except _Invalid as exc:
-            raise exc.under(f"{seg}[{index}]") from None
-    return tuple(out)
-
-
-def _encode_value(var: str, f: _F) -> str:
-    """The expression that encodes non-None ``var`` of kind ``f``."""
-    if f.kind == "enum":
-        return f"{var} if {var}.__class__ is str else _plain({var})"
-    if f.kind == "time":
-        return f"_encode_time({var})"
-    if f.kind == "time_or_number":
-        return f"_encode_time({var}) if isinstance({var}, datetime) else {var}"
-    if f.kind == "model":
-        return f"_enc_{f.of.__name__}({var})"
-    if f.kind == "models":
-        return f"[_enc_{f.of.__name__}(item) for item in {var}]"
-    if f.kind == "summary":
-        return f"_enc_CallSummary({var}) if isinstance({var}, CallSummary) else {var}"
-    if f.kind == "output":
-        return f"_enc_output({var})"
-    return var
-
-
-def _encoder(name: str) -> list[str]:
-    cls, spec = _SPECS[name]
-    lines = [f"def _enc_{name}(o):", "    out = {}", "    n = o.explicit_nulls"]
-    for a in attrs.fields(cls):
-        if a.name in _WIRE_ONLY:
-            continue
-        f = spec.get(a.name)
-        if f is None:
-            # No key in this shape: written under its native key, so that a value set in
-            # code is not lost.
-            f = _SPECS["CallOutput_native"][1][a.name]
-            lines += [
-                f"    v = o.{a.name}",
-                "    if v is not None:",
-                f"        out[{a.name!r}] = {_encode_value('v', f)}",
-            ]
-            continue
-        k = repr(f.key or a.name)
-        lines += [
-            f"    v = o.{a.name}",
-            "    if v is not None:",
-            f"        out[{k}] = {_encode_value('v', f)}",
-            f"    elif {k} in n:",
-            f"        out[{k}] = None",
-        ]
-    return [*lines, "    if o.extra:", "        out.update(o.extra)", "    return out", ""]
-
-
-def _twin_of(cls: type) -> type | None:
-    """A plain slotted class that instances of ``cls`` can be built as, if CPython allows.
-
-    A frozen attrs instance is built with one ``object.__setattr__`` call per field, which is
-    most of the cost of decoding a small object such as a transcript turn. Instead, decoders
-    store the fields on a plain class with the same slots (plain attribute stores, which the
-    interpreter specialises) and then assign ``__class__``. CPython allows that assignment
-    only between classes of identical layout and refuses it otherwise; it is tried once here
-    and, if refused, decoders call the class normally.
-    """
-    twin = type(f"_Twin{cls.__name__}", (), {"__slots__": cls.__slots__})  # type: ignore[attr-defined]
-    probe: Any = object.__new__(twin)
-    try:
-        probe.__class__ = cls
-    except TypeError:
-        return None
-    return twin
-
-
-def _build() -> dict[str, Any]:
-    ns: dict[str, Any] = {
-        "_Invalid": _Invalid,
-        "_wrong_type": _wrong_type,
-        "_null_set": _null_set,
-        "_NO_NULLS": NO_NULLS,
-        "_is_str_or_int": _is_str_or_int,
-        "_is_number": _is_number,
-        "_decode_time": _decode_time,
-        "_decode_items": _decode_items,
-        "_encode_time": _encode_time,
-        "_plain": _plain,
-        "_UNSET": object(),
-        "_ABSENT": object(),
-        "_shape_native": OutputShape.NATIVE,
-        "_shape_provider": OutputShape.PROVIDER,
-        "datetime": datetime,
-        "_dec_output": _dec_output,
-        "_enc_output": _enc_output,
-    }
-    for cls, spec in _SPECS.values():
-        # Checked at import, so that a model and its table cannot drift apart unnoticed.
-        fields = {a.name for a in attrs.fields(cls)} - _WIRE_ONLY
-        assert set(spec) <= fields, f"{cls.__name__}: no such attributes {set(spec) - fields}"
-        assert cls is CallOutput or set(spec) == fields, f"{cls.__name__}: missing entries"
-        ns[cls.__name__] = cls
-        ns[f"_twin_{cls.__name__}"] = _twin_of(cls)
-    lines: list[str] = []
-    for name, (_, spec) in _SPECS.items():
-        ns[f"_known_{name}"] = frozenset(f.key or attr for attr, f in spec.items())
-        body = _Block(name, "d", "", ns).build()
-        lines += [f"def _dec_{name}(d):", *("    " + line for line in body), "    return o", ""]
-        lines += _encoder(name)
-    source = "\n".join(lines)
-    filename = "<spacetasks_async generated codecs>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    exec(compile(source, filename, "exec"), ns)
-    ns["__source__"] = source
-    return ns
-
-
-def _dec_output(d: dict[str, Any]) -> CallOutput:
-    if not d:
-        return CallOutput(OutputShape.EMPTY)
-    keys = d.keys()
-    # A native output usually answers the first test at its first key.
-    if not keys.isdisjoint(_NATIVE_ONLY) or keys.isdisjoint(_PROVIDER_ONLY):
-        return _dec_native(d)
-    return _dec_provider(d)
-
-
-def _enc_output(output: CallOutput) -> dict[str, Any]:
-    if output.shape is OutputShape.PROVIDER:
-        return _CODECS["_enc_CallOutput_provider"](output)  # type: ignore[no-any-return]
-    # EMPTY has no attributes set, so the native encoder gives {}; one set in code is written.
-    return _CODECS["_enc_CallOutput_native"](output)  # type: ignore[no-any-return]
-
-
-_CODECS: Final = _build()
-_dec_task: Final[Callable[[dict[str, Any]], Task]] = _CODECS["_dec_Task"]
-_dec_native: Final[Callable[[dict[str, Any]], CallOutput]] = _CODECS["_dec_CallOutput_native"]
-_dec_provider: Final[Callable[[dict[str, Any]], CallOutput]] = _CODECS["_dec_CallOutput_provider"]
-_enc_task: Final[Callable[[Task], dict[str, Any]]] = _CODECS["_enc_Task"]
-_dec_space: Final[Callable[[dict[str, Any]], Space]] = _CODECS["_dec_Space"]
-_enc_space: Final[Callable[[Space], dict[str, Any]]] = _CODECS["_enc_Space"]
-
-
-# --- the public functions -------------------------------------------------------------------
-
-
-def _not_an_object(value: object) -> Any:
-    raise _wrong_type("", value, "an object")
+# What a DecodeError calls the object it could not decode.
+_SUBJECTS: Final[Mapping[type, str]] = {Task: "task", Space: "space"}
 
 
 def _task_id_of(obj: object) -> str | None:
@@ -745,109 +892,336 @@ def _task_id_of(obj: object) -> str | None:
     return task_id if isinstance(task_id, str) else None
 
 
-def decode_task(obj: Any) -> Task:
-    """Decode one task (the parsed JSON object) into a :class:`~._models.Task`.
+def _structure_model_factory(cls: type, conv: cattrs.Converter) -> _Hook:
+    """The structure hook of a model: generated code (see the module's docstring)."""
+    out = _Source(conv, f"structure {cls.__module__}.{cls.__qualname__}")
+    shapes = ("native", "provider", "empty") if _shape_attr(cls) else (None,)
+    for shape in shapes:
+        body = _Block(out, cls, shape, "d", "").build()
+        name = f"decode_{shape or 'model'}"
+        out.lines += [f"def {name}(d):", *("    " + line for line in body), "    return o", ""]
+    ns = out.compile()
+    raw: Callable[[dict[str, Any]], Any]
+    if shapes == (None,):
+        raw = ns["decode_model"]
+    else:
+        native, provider, empty = ns["decode_native"], ns["decode_provider"], ns["decode_empty"]
 
-    Raises :class:`~spacetasks_async.DecodeError` naming the ``task_id`` and the JSON path of
-    the first value of a wrong type (for example ``$.output.transcript[2].content``).
-    """
-    try:
-        if obj.__class__ is not dict and not isinstance(obj, dict):
-            _not_an_object(obj)
-        return _dec_task(obj)
-    except _Invalid as exc:
-        raise DecodeError(exc.reason, path="$" + exc.path, task_id=_task_id_of(obj)) from None
+        def by_shape(d: dict[str, Any]) -> Any:
+            if not d:
+                return empty(d)
+            keys = d.keys()
+            # A native output usually answers the first test at its first key.
+            if not keys.isdisjoint(_NATIVE_ONLY) or keys.isdisjoint(_PROVIDER_ONLY):
+                return native(d)
+            return provider(d)
 
+        raw = by_shape
 
-def decode_tasks(objs: list[Any]) -> list[Task]:
-    """Decode a list of tasks (the ``data`` of a page), all or nothing.
+    subject = _SUBJECTS.get(cls, cls.__name__)
+    has_task_id = "task_id" in attrs.fields_dict(cls)
 
-    On a task that cannot be decoded raises :class:`~spacetasks_async.DecodeError` as
-    :func:`decode_task` does, its reason also naming the task's index in ``objs``.
-    """
-    dec = _dec_task
-    try:
-        with gc_paused():
-            return [dec(o) if o.__class__ is dict else decode_task(o) for o in objs]
-    except (_Invalid, DecodeError):
-        pass
-    # The slow path only runs on failure: find the failing task to name its index.
-    for index, obj in enumerate(objs):
-        try:
-            decode_task(obj)
-        except DecodeError as exc:
-            reason = f"{exc.reason} (item {index} of {len(objs)})"
-            raise DecodeError(reason, path=exc.json_path, task_id=exc.task_id) from None
-    raise AssertionError("a task failed to decode once and then decoded")  # pragma: no cover
-
-
-def encode_task(task: Task) -> dict[str, Any]:
-    """Encode a task back into the JSON object it was decoded from (exactly, for a decoded one).
-
-    The result holds only JSON types (enum members as their values, timestamps as text) and
-    shares unmodified sub-objects (``input``, ``extra`` values) with the task.
-    """
-    return _enc_task(task)
-
-
-def decode_space(obj: Any) -> Space:
-    """Decode one item of the spaces list into a :class:`~._models.Space`.
-
-    Raises :class:`~spacetasks_async.DecodeError` (with no ``task_id``) on a wrong type.
-    """
-    try:
-        if obj.__class__ is not dict and not isinstance(obj, dict):
-            _not_an_object(obj)
-        return _dec_space(obj)
-    except _Invalid as exc:
-        raise DecodeError(exc.reason, path="$" + exc.path, subject="space") from None
-
-
-def encode_space(space: Space) -> dict[str, Any]:
-    """Encode a space back into the JSON object it was decoded from."""
-    return _enc_space(space)
-
-
-def _structure_with(decoder: Callable[[dict[str, Any]], _M]) -> Callable[[Any, Any], _M]:
-    def structure(obj: Any, _: Any) -> _M:
+    def structure(obj: Any, _: Any) -> Any:
         try:
             if obj.__class__ is not dict and not isinstance(obj, dict):
-                _not_an_object(obj)
-            return decoder(obj)
+                raise _wrong_type("", obj, "an object")
+            return raw(obj)
         except _Invalid as exc:
-            raise DecodeError(exc.reason, path="$" + exc.path) from None
+            task_id = _task_id_of(obj) if has_task_id else None
+            path = "$" + exc.path
+            raise DecodeError(exc.reason, path=path, task_id=task_id, subject=subject) from None
+
+    return _Hook(_Kind("model", of=cls, raw=raw), structure)
+
+
+def _unstructure_model_factory(cls: type, conv: cattrs.Converter) -> Callable[[Any], Any]:
+    """The unstructure hook of a model: the JSON object it was decoded from."""
+    out = _Source(conv, f"unstructure {cls.__module__}.{cls.__qualname__}")
+    shape_attr = _shape_attr(cls)
+    if shape_attr is None:
+        _encoder(out, cls, None, "encode")
+        encode: Callable[[Any], Any] = out.compile()["encode"]
+        return encode
+    _encoder(out, cls, "native", "encode_native")
+    _encoder(out, cls, "provider", "encode_provider")
+    ns = out.compile()
+    native, provider = ns["encode_native"], ns["encode_provider"]
+
+    def encode_shaped(obj: Any) -> Any:
+        # EMPTY has no attributes set, so the native encoder gives {}; one set in code is
+        # written under its native key.
+        if getattr(obj, shape_attr) is OutputShape.PROVIDER:
+            return provider(obj)
+        return native(obj)
+
+    return encode_shaped
+
+
+def _plain_hook(kind: _Kind, what: str) -> _Hook:
+    """A hook of a plain kind, generated from the same branches the models inline."""
+    out = _Source(None, f"structure {what}")
+    fast, slow, expected = _branches(out, kind, "x", "''", "")
+    lines = ["def structure(x, _):"]
+    for position, (cond, body) in enumerate([*fast, *slow]):
+        lines.append(f"    {'elif' if position else 'if'} {cond}:")
+        lines += ["        " + line for line in body]
+    if expected:
+        lines += ["    else:", f"        raise _wrong_type('', x, {expected!r})"]
+    out.lines += [*lines, "    return x", ""]
+    decode = out.compile()["structure"]
+
+    def structure(value: Any, type_: Any) -> Any:
+        try:
+            return decode(value, type_)
+        except _Invalid as exc:
+            raise DecodeError(exc.reason, path="$" + exc.path, subject="value") from None
+
+    return _Hook(kind, structure)
+
+
+def _subclass_aware(hook: _Hook, own: tuple[type, ...], build: Callable[[Any, Any], Any]) -> _Hook:
+    # Registered for a class, a hook also answers for its subclasses (a str enum for str):
+    # those other than ``own`` are built as cattrs builds them.
+    def structure(value: Any, type_: Any) -> Any:
+        if type_ in own:
+            return hook(value, type_)
+        return build(value, type_)
+
+    return _Hook(hook.kind, structure)
+
+
+def _union_of(type_: Any) -> frozenset[Any]:
+    return frozenset(get_args(type_)) if _is_union(type_) else frozenset()
+
+
+def _is_str_enum_or_str(type_: Any) -> bool:
+    args = _union_of(type_)
+    enums = [a for a in args - {str} if isinstance(a, type) and issubclass(a, enum.Enum)]
+    return len(args) == 2 and str in args and len(enums) == 1 and issubclass(enums[0], str)
+
+
+def _enum_factory(type_: Any) -> _Hook:
+    (member_type,) = _union_of(type_) - {str}
+    return _plain_hook(_Kind("enum", of=member_type), _type_label(type_))
+
+
+def _is_str_or_model(type_: Any) -> bool:
+    args = _union_of(type_)
+    return len(args) == 2 and str in args and all(_is_wire_model(a) for a in args - {str})
+
+
+def _str_or_model_factory(type_: Any, conv: cattrs.Converter) -> _Hook:
+    (model,) = _union_of(type_) - {str}
+    item = conv.get_structure_hook(model)
+
+    def structure(value: Any, _: Any) -> Any:
+        return value if isinstance(value, str) else item(value, model)
+
+    return _Hook(_Kind("str_or_model", of=model), structure)
+
+
+def _is_sequence_of_models(origin: type) -> Callable[[Any], bool]:
+    def predicate(type_: Any) -> bool:
+        args = get_args(type_)
+        if get_origin(type_) is not origin or not args or not _is_wire_model(args[0]):
+            return False
+        return args[1:] == ((Ellipsis,) if origin is tuple else ())
+
+    return predicate
+
+
+def _items_failure(
+    item: StructureHook, model: type, objs: list[Any], first: Exception
+) -> Exception:
+    # Only runs on failure: decode one by one to name the failing item's index.
+    for index, obj in enumerate(objs):
+        try:
+            item(obj, model)
+        except DecodeError as exc:
+            reason = f"{exc.reason} (item {index} of {len(objs)})"
+            return DecodeError(reason, path=exc.json_path, task_id=exc.task_id, subject=exc.subject)
+    # A hook that failed once and then did not: its first error stands.
+    if isinstance(first, _Invalid):
+        return DecodeError(first.reason, path="$" + first.path)
+    return first
+
+
+def _list_of_models_factory(type_: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    """The hook of ``list[Model]`` (a page): all or nothing, naming the failing item."""
+    model = get_args(type_)[0]
+    item = conv.get_structure_hook(model)
+    ours = _model_hook_of(conv, model)
+    raw = ours.raw if ours is not None else None
+
+    def structure(objs: Any, _: Any) -> list[Any]:
+        if objs.__class__ is not list and not isinstance(objs, list):
+            raise DecodeError(f"expected an array, got {_type_name(objs)}", subject="list")
+        try:
+            if raw is not None:
+                # The hot path: the model's decoder called straight, no call per task into
+                # the hook that wraps it (that one runs only for a dict subclass, or a
+                # value that is not an object).
+                return [raw(o) if o.__class__ is dict else item(o, model) for o in objs]
+            return [item(o, model) for o in objs]
+        except (_Invalid, DecodeError) as exc:
+            raise _items_failure(item, model, objs, exc) from None
 
     return structure
 
 
-def _structure_timestamp(obj: Any, _: Any) -> Timestamp:
-    if not isinstance(obj, str):
-        raise DecodeError(f"expected a time string, got {_type_name(obj)}")
-    try:
-        return parse_timestamp(obj)
-    except ValueError:
-        raise DecodeError("expected an ISO 8601 time, got a string that is not one") from None
+def _tuple_of_models_factory(type_: Any, conv: cattrs.Converter) -> _Hook:
+    """The hook of ``tuple[Model, ...]`` (a transcript), for a direct call of the converter."""
+    model = get_args(type_)[0]
+    item = conv.get_structure_hook(model)
+
+    def structure(objs: Any, _: Any) -> tuple[Any, ...]:
+        if not isinstance(objs, list):
+            raise DecodeError(f"expected an array, got {_type_name(objs)}", subject="list")
+        decoded = []
+        for index, obj in enumerate(objs):
+            try:
+                decoded.append(item(obj, model))
+            except DecodeError as exc:
+                path = f"$[{index}]{exc.json_path[1:]}"
+                raise DecodeError(exc.reason, path=path, subject=exc.subject) from None
+        return tuple(decoded)
+
+    return _Hook(_Kind("models", of=model), structure)
 
 
-def _make_converter() -> cattrs.Converter:
-    conv = make_converter()
-    conv.register_structure_hook(Task, lambda obj, _: decode_task(obj))
-    conv.register_unstructure_hook(Task, encode_task)
-    conv.register_structure_hook(Space, lambda obj, _: decode_space(obj))
-    conv.register_unstructure_hook(Space, encode_space)
-    conv.register_structure_hook(CallOutput, _structure_with(_dec_output))
-    conv.register_unstructure_hook(CallOutput, _enc_output)
-    for cls in (UserInfo, TaskDefinition, TranscriptTurn, CallSummary, PostCallData):
-        conv.register_structure_hook(cls, _structure_with(_CODECS[f"_dec_{cls.__name__}"]))
-        conv.register_unstructure_hook(cls, _CODECS[f"_enc_{cls.__name__}"])
-    conv.register_structure_hook(Timestamp, _structure_timestamp)
+def _equal_to(expected: Any) -> Callable[[Any], bool]:
+    def predicate(type_: Any) -> bool:
+        return bool(type_ == expected)
+
+    return predicate
+
+
+_STR_HOOK: Final = _plain_hook(_Kind("str"), "str")
+_TIME_HOOK: Final = _plain_hook(_Kind("time"), "datetime")
+# The plain types of the models' fields (without None), each with its hook.
+_PLAIN_HOOKS: Final[tuple[tuple[Any, _Hook], ...]] = (
+    (str | int | float | bool, _plain_hook(_Kind("scalar"), "str | int | float | bool")),
+    (str | int, _plain_hook(_Kind("str_or_int"), "str | int")),
+    (int | float, _plain_hook(_Kind("number"), "int | float")),
+    (dict[str, Any], _plain_hook(_Kind("dict"), "dict[str, Any]")),
+    (datetime | int | float, _plain_hook(_Kind("time_or_number"), "datetime | int | float")),
+)
+
+
+def make_converter() -> OrjsonConverter:
+    """A new converter that decodes and encodes every model of the package, for you to extend.
+
+    It is a cattrs orjson converter (``dumps`` gives JSON bytes) with the package's hooks:
+    ``structure(obj, Task)`` is :func:`decode_task`, ``structure(data, list[Task])`` is
+    :func:`decode_tasks`, ``unstructure(task)`` is :func:`encode_task`; the same for every
+    model, ``tuple[TranscriptTurn, ...]``, :class:`~._models.Timestamp` and ``datetime``
+    (which structures to a ``Timestamp``; ``str`` refuses what is not a string).
+
+    Each field of a model is decoded by the converter's hook for the field's type without
+    ``None`` (``dict[str, Any]`` for ``Task.input``, ``UserInfo`` for ``Task.user_info``), so
+    a hook you register for such a type is used from the next decode on, for present,
+    non-null values (absent keys and nulls stay as they were). Register it as cattrs takes
+    it: ``register_structure_hook(UserInfo, hook)`` for a class,
+    ``register_structure_hook_func(lambda t: t == dict[str, Any], hook)`` for any other type
+    (a union or a generic alias). A field decoded by your hook is encoded by
+    ``unstructure(value)`` (cattrs unstructures an attrs class to a dict). Pass the converter
+    to :func:`decode_tasks` (and ``Client(converter=...)``) to decode pages with it.
+
+    Each call gives an independent converter: hooks registered on it do not reach the
+    package's own :data:`converter`.
+    """
+    conv = _make_orjson_converter()
+    # Registered for classes, these answer for subclasses too (a str enum, Timestamp).
+    conv.register_structure_hook(str, _subclass_aware(_STR_HOOK, (str,), _call_class))
+    time_hook = _subclass_aware(_TIME_HOOK, (datetime, Timestamp), _from_iso)
+    conv.register_structure_hook(datetime, time_hook)
+    for type_, hook in _PLAIN_HOOKS:
+        conv.register_structure_hook_func(_equal_to(type_), hook)
+    conv.register_structure_hook_factory(_is_str_enum_or_str, _enum_factory)
+    conv.register_structure_hook_factory(_is_str_or_model, _str_or_model_factory)
+    conv.register_structure_hook_factory(_is_sequence_of_models(tuple), _tuple_of_models_factory)
+    conv.register_structure_hook_factory(_is_sequence_of_models(list), _list_of_models_factory)
+    conv.register_structure_hook_factory(_is_wire_model, _structure_model_factory)
+    conv.register_unstructure_hook_factory(_is_wire_model, _unstructure_model_factory)
     conv.register_unstructure_hook(Timestamp, _encode_time)
     return conv
 
 
-converter: Final[cattrs.Converter] = _make_converter()
-"""The package's one converter (orjson preconf) with hooks for every model.
+def _call_class(value: Any, type_: Any) -> Any:
+    return type_(value)
 
-``converter.structure(obj, Task)`` is :func:`decode_task`, ``converter.unstructure(task)`` is
-:func:`encode_task`, and ``converter.dumps(task)`` gives JSON bytes.
-"""
+
+def _from_iso(value: Any, type_: Any) -> Any:
+    return type_.fromisoformat(value)
+
+
+converter: Final[OrjsonConverter] = make_converter()
+"""The package's converter (see :func:`make_converter`); derive your own, do not change it."""
+
+_CONVERTER: Final = converter  # under another name for functions whose parameter is `converter`
+
+
+# --- the public functions -------------------------------------------------------------------
+
+
+def decode_task(obj: Any, converter: cattrs.Converter | None = None) -> Task:
+    """Decode one task (the parsed JSON object) into a :class:`~._models.Task`.
+
+    ``converter`` is the converter to decode with (one of :func:`make_converter`, with your
+    hooks); by default the package's own. Raises :class:`~spacetasks_async.DecodeError`
+    naming the ``task_id`` and the JSON path of the first value of a wrong type (for example
+    ``$.output.transcript[2].content``).
+    """
+    conv = _CONVERTER if converter is None else converter
+    task: Task = conv.structure(obj, Task)
+    return task
+
+
+def decode_tasks(data: Any, converter: cattrs.Converter | None = None) -> list[Task]:
+    """Decode a list of tasks (the ``data`` of a page), all or nothing, in one converter call.
+
+    ``converter`` is the converter to decode with: one of :func:`make_converter`, with your
+    hooks (the client passes its ``Client(converter=...)`` here); by default the package's
+    own. The call is ``converter.structure(data, list[Task])``.
+
+    Raises :class:`~spacetasks_async.DecodeError` as :func:`decode_task` does, its reason
+    also naming the task's index in ``data`` (``item 3 of 100``); or when ``data`` is not an
+    array.
+    """
+    conv = _CONVERTER if converter is None else converter
+    tasks: list[Task] = conv.structure(data, list[Task])
+    return tasks
+
+
+def encode_task(task: Task, converter: cattrs.Converter | None = None) -> dict[str, Any]:
+    """Encode a task back into the JSON object it was decoded from (exactly, for a decoded one).
+
+    ``converter`` is the converter that decoded it, when one of yours did (its hooks' values
+    are unstructured by it); by default the package's own. The result holds only JSON types
+    (enum members as their values, timestamps as text) and shares unmodified sub-objects
+    (``input``, ``extra`` values) with the task.
+    """
+    conv = _CONVERTER if converter is None else converter
+    encoded: dict[str, Any] = conv.unstructure(task, Task)
+    return encoded
+
+
+def decode_space(obj: Any, converter: cattrs.Converter | None = None) -> Space:
+    """Decode one item of the spaces list into a :class:`~._models.Space`.
+
+    ``converter`` is the converter to decode with (by default the package's own). Raises
+    :class:`~spacetasks_async.DecodeError` (with no ``task_id``) on a wrong type.
+    """
+    conv = _CONVERTER if converter is None else converter
+    space: Space = conv.structure(obj, Space)
+    return space
+
+
+def encode_space(space: Space, converter: cattrs.Converter | None = None) -> dict[str, Any]:
+    """Encode a space back into the JSON object it was decoded from.
+
+    ``converter`` is the converter that decoded it (by default the package's own).
+    """
+    conv = _CONVERTER if converter is None else converter
+    encoded: dict[str, Any] = conv.unstructure(space, Space)
+    return encoded

@@ -10,6 +10,13 @@ Every model is a frozen, slotted attrs class. Decoding and encoding live in
 - timestamps are :class:`Timestamp`, a UTC-aware ``datetime`` that remembers the text it was
   parsed from, so that ``2026-02-07T05:57:45`` is not rewritten as ``...Z``.
 
+A model's attrs metadata says everything the converter needs besides the types: an attribute
+is read from the JSON key of its name unless its metadata names another (:data:`JSON_KEY`),
+``CallOutput``'s attributes name their key in the provider's shape (:data:`PROVIDER_KEY`), and
+``Task.output`` keeps a value of another JSON type in ``extra`` (:data:`KEEP_OTHER_JSON`). The
+last two attributes of every model, ``extra`` and ``explicit_nulls``, hold the rest of the
+wire form; every other attribute defaults to ``None`` (absent), except the required ones.
+
 Equality compares the data only: the spelling of a timestamp and ``explicit_nulls`` do not
 take part in ``==``.
 
@@ -23,14 +30,17 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, SupportsIndex, TypeAlias
+from typing import Any, Final, SupportsIndex, TypeAlias
 
 import attrs
 
 from ._errors import redacted_repr
 
 __all__ = [
+    "JSON_KEY",
+    "KEEP_OTHER_JSON",
     "NO_NULLS",
+    "PROVIDER_KEY",
     "CallOutput",
     "CallSummary",
     "ExecutionType",
@@ -50,6 +60,21 @@ __all__ = [
 
 JsonScalar: TypeAlias = str | int | float | bool | None
 """A JSON value that is not an object or an array."""
+
+JSON_KEY: Final = "json_key"
+"""Field metadata: the JSON key of an attribute, where it is not the attribute's name."""
+
+PROVIDER_KEY: Final = "provider_key"
+"""Field metadata of :class:`CallOutput`: the attribute's key in the provider's shape.
+
+An attribute without it has no key in that shape (see :class:`CallOutput`).
+"""
+
+KEEP_OTHER_JSON: Final = "keep_other_json"
+"""Field metadata: a value that is neither an object nor ``null`` is kept in ``extra``.
+
+It is kept verbatim under the attribute's JSON key, and the attribute is ``None``.
+"""
 
 NO_NULLS: frozenset[str] = frozenset()
 """The ``explicit_nulls`` of an object that had no explicit ``null`` (shared, it is immutable)."""
@@ -221,21 +246,23 @@ class CallOutput:
     """
 
     shape: OutputShape = OutputShape.NATIVE
-    call_id: str | None = None
-    start_time: datetime | None = None
-    end_time: datetime | None = None
+    call_id: str | None = attrs.field(default=None, metadata={PROVIDER_KEY: "id"})
+    start_time: datetime | None = attrs.field(default=None, metadata={PROVIDER_KEY: "startedAt"})
+    end_time: datetime | None = attrs.field(default=None, metadata={PROVIDER_KEY: "endedAt"})
     duration: int | float | None = None
-    recording_url: str | None = None
+    recording_url: str | None = attrs.field(default=None, metadata={PROVIDER_KEY: "recordingUrl"})
     transcript: tuple[TranscriptTurn, ...] | None = None
     post_call_data: PostCallData | None = None
     call_type: str | None = None
     call_status: str | None = None
-    customer: Any = attrs.field(default=None, repr=redacted_repr)
+    customer: Any = attrs.field(
+        default=None, repr=redacted_repr, metadata={PROVIDER_KEY: "customer"}
+    )
     contact_number: Any = None
-    call_end_reason: str | None = None
+    call_end_reason: str | None = attrs.field(default=None, metadata={PROVIDER_KEY: "endedReason"})
     assistant_number: Any = None
     call_summary: Any = None
-    cost: Any = None
+    cost: Any = attrs.field(default=None, metadata={PROVIDER_KEY: "cost"})
     metadata: Any = attrs.field(default=None, repr=redacted_repr)
     status_update: Any = None
     error: Any = None
@@ -261,13 +288,13 @@ class Task:
     """
 
     task_id: str
-    id: str | None = None
+    id: str | None = attrs.field(default=None, metadata={JSON_KEY: "_id"})
     thread_id: str | None = None
     run_id: str | None = None
     user_info: UserInfo | None = None
-    definition: TaskDefinition | None = None
+    definition: TaskDefinition | None = attrs.field(default=None, metadata={JSON_KEY: "task"})
     input: dict[str, Any] | None = attrs.field(default=None, repr=redacted_repr)
-    output: CallOutput | None = None
+    output: CallOutput | None = attrs.field(default=None, metadata={KEEP_OTHER_JSON: True})
     assignee: str | None = None
     status: TaskStatus | str | None = None
     execution_type: ExecutionType | str | None = None
