@@ -1,8 +1,9 @@
-"""The converter: one call per page, hooks from factories, user hooks, construction."""
+"""The converter: one call per page, hooks from factories, user hooks, construction, laziness."""
 
 from __future__ import annotations
 
 import linecache
+import pickle
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,6 +38,8 @@ from spacetasks_async._models import (
 )
 
 MODELS = (Task, UserInfo, TaskDefinition, CallOutput, TranscriptTurn, PostCallData, CallSummary)
+_EAGER = make_converter(lazy=False)
+_LAZY = make_converter()
 
 
 def _assert_exact(got: Any, want: Any) -> None:
@@ -201,8 +204,9 @@ class Line:
     content: str
 
 
-def test_a_user_hook_for_transcript_turns_decodes_and_encodes_each_turn() -> None:
-    theirs = make_converter()
+@pytest.mark.parametrize("lazy", [True, False])
+def test_a_user_hook_for_transcript_turns_decodes_and_encodes_each_turn(lazy: bool) -> None:
+    theirs = make_converter(lazy=lazy)
     theirs.register_structure_hook(TranscriptTurn, lambda value, _: theirs.structure(value, Line))
     obj = samples.doc_task()
     task = decode_task(obj, converter=theirs)
@@ -215,14 +219,15 @@ def test_a_user_hook_for_transcript_turns_decodes_and_encodes_each_turn() -> Non
     task.output.post_call_data  # noqa: B018 - the rest of the output is the package's
     _assert_exact(encode_task(task, converter=theirs), obj)
     obj["output"]["transcript"][1] = {"role": "user"}  # Line requires content
-    with pytest.raises(DecodeError) as info:
-        decode_task(obj, converter=theirs)
+    with pytest.raises(DecodeError) as info:  # at decode time, or when output is read
+        decode_task(obj, converter=theirs).output  # noqa: B018
     assert info.value.json_path == "$.output.transcript[1]"
     assert "ClassValidationError" in info.value.reason
 
 
-def test_a_user_hook_for_the_call_output_is_used() -> None:
-    theirs = make_converter()
+@pytest.mark.parametrize("lazy", [True, False])
+def test_a_user_hook_for_the_call_output_is_used(lazy: bool) -> None:
+    theirs = make_converter(lazy=lazy)
     theirs.register_structure_hook(CallOutput, lambda value, _: ("mine", len(value)))
     obj = samples.doc_task()
     mine: Any = decode_task(obj, converter=theirs).output
@@ -354,6 +359,53 @@ def test_models_whose_init_does_more_are_built_by_calling_them() -> None:
     assert "S3CRET" not in str(info.value)
 
 
+# --- Task.output, decoded on first read ---------------------------------------------------------
+
+
+def test_output_is_decoded_on_first_read_and_kept() -> None:
+    obj = samples.doc_task()
+    task = decode_task(obj)
+    first = task.output
+    assert isinstance(first, CallOutput)
+    assert task.output is first
+    assert first == decode_task(obj, converter=_EAGER).output
+
+
+def test_an_unread_output_round_trips_as_sent_and_compares_as_decoded() -> None:
+    for obj in samples.random_tasks(seed=9, count=200):
+        unread, eager = decode_task(obj), decode_task(obj, converter=_EAGER)
+        _assert_exact(encode_task(unread), obj)
+        assert encode_task(unread).get("output") is obj.get("output")  # not even copied
+        assert unread == eager
+        _assert_exact(encode_task(unread), encode_task(eager))
+
+
+def test_an_unread_output_pickles_and_masks_secrets_in_repr() -> None:
+    obj = samples.doc_task()
+    obj["output"]["metadata"] = {"api_key": "AK-SECRET-1"}
+    task = decode_task(obj)
+    assert "AK-SECRET-1" not in repr(decode_task(obj))
+    clone = pickle.loads(pickle.dumps(decode_task(obj)))
+    assert clone == task
+    _assert_exact(encode_task(clone), obj)
+
+
+def test_an_output_that_does_not_decode_fails_when_read_not_with_its_page() -> None:
+    page = samples.random_tasks(seed=3, count=4)
+    page[2] = samples.doc_task()
+    page[2]["output"]["transcript"][1]["content"] = 12345
+    tasks = decode_tasks(page)  # the rest of the page is fine
+    for _ in range(2):  # every read raises: a value that does not decode is not kept
+        with pytest.raises(DecodeError) as info:
+            tasks[2].output  # noqa: B018
+        assert info.value.json_path == "$.output.transcript[1].content"
+        assert info.value.task_id == page[2]["task_id"]
+        assert "12345" not in str(info.value)
+    _assert_exact(encode_task(tasks[2]), page[2])  # still written back as sent
+    with pytest.raises(DecodeError, match="item 2 of 4"):
+        decode_tasks(page, converter=_EAGER)
+
+
 # --- exact round trip, whatever the free-form parts hold -------------------------------------
 
 _json = st.recursive(
@@ -375,6 +427,7 @@ _unknown_keys = st.dictionaries(st.text(min_size=1, max_size=8), _json, max_size
     turn_extra=_unknown_keys,
     anys=st.lists(_json, min_size=4, max_size=4),
     nulls=st.sets(st.sampled_from(["thread_id", "status", "created", "user_info", "_id"])),
+    lazy=st.booleans(),
 )
 def test_any_task_round_trips_exactly(
     top: dict[str, Any],
@@ -382,6 +435,7 @@ def test_any_task_round_trips_exactly(
     turn_extra: dict[str, Any],
     anys: list[Any],
     nulls: set[str],
+    lazy: bool,
 ) -> None:
     obj = samples.doc_task()
     obj["output"]["transcript"][0].update(
@@ -391,4 +445,7 @@ def test_any_task_round_trips_exactly(
     obj.update({k: v for k, v in top.items() if k not in obj})
     obj["user"], obj["attachments"], obj["input"]["nested"], obj["output"]["cost"] = anys
     obj.update(dict.fromkeys(nulls))
-    _assert_exact(encode_task(decode_task(obj)), obj)
+    conv = _LAZY if lazy else _EAGER
+    task = decode_task(obj, converter=conv)
+    task.output  # noqa: B018 - decoded, so that both directions are exercised
+    _assert_exact(encode_task(task, converter=conv), obj)

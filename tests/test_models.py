@@ -21,6 +21,7 @@ from spacetasks_async._convert import (
     decode_tasks,
     encode_space,
     encode_task,
+    make_converter,
     parse_timestamp,
 )
 from spacetasks_async._errors import DecodeError
@@ -464,17 +465,36 @@ _HOSTILE: list[tuple[str, _Mutator, str, str | None]] = [
 ]
 
 
+_EAGER = make_converter(lazy=False)
+
+
+def _decode_and_read(obj: Any) -> Task:
+    """Decode with the package's converter and read ``output``, which it decodes on access."""
+    task = decode_task(obj)
+    task.output  # noqa: B018 - the read is what decodes it
+    return task
+
+
 @pytest.mark.parametrize(
     ("mutate", "path", "task_id"),
     [pytest.param(m, p, t, id=name) for name, m, p, t in _HOSTILE],
 )
+@pytest.mark.parametrize("how", ["eager", "lazy"])
 def test_wrong_types_raise_decode_error_naming_path_and_task_but_not_the_value(
-    mutate: _Mutator, path: str, task_id: str | None
+    mutate: _Mutator, path: str, task_id: str | None, how: str
 ) -> None:
     obj = samples.doc_task()
     mutate(obj)
-    with pytest.raises(DecodeError) as info:
-        decode_task(obj)
+    if how == "eager":  # every error at decode time
+        with pytest.raises(DecodeError) as info:
+            decode_task(obj, converter=_EAGER)
+    elif path.startswith("$.output"):  # the package's converter: raised by reading output
+        task = decode_task(obj)
+        with pytest.raises(DecodeError) as info:
+            task.output  # noqa: B018
+    else:
+        with pytest.raises(DecodeError) as info:
+            decode_task(obj)
     err = info.value
     assert err.json_path == path
     assert err.task_id == task_id
@@ -554,7 +574,7 @@ def test_random_type_swaps_either_round_trip_or_raise_decode_error() -> None:
     for obj in samples.random_tasks(seed=11, count=800):
         _swap_one_value(rng, obj)
         try:
-            task = decode_task(obj)
+            task = _decode_and_read(obj)
         except DecodeError as exc:
             errors.append(exc)
             continue
