@@ -1,12 +1,22 @@
 """Decoding cost per task, from the bytes of real pages of the local server.
 
-Three decoders over the same page bodies (the envelope the tasks endpoint sends):
+Five decoders over the same page bodies (the envelope the tasks endpoint sends):
 
 - ``orjson.loads`` alone: the floor, JSON into dicts;
 - ``msgspec`` typed decoding into Structs of the task's shape: the fastest typed decoder in
   the ecosystem, for reference (it keeps no unknown keys, no original timestamp text, no
   explicit nulls, so it does less than the package does);
-- ``orjson.loads`` + ``decode_tasks``: what the walk does to every page.
+- full: ``orjson.loads`` + a converter of ``make_converter(lazy=False)``: every part of every
+  task decoded with its page;
+- lazy: ``orjson.loads`` + ``decode_tasks``, what the walk does to every page: ``Task.output``
+  is kept as sent until it is read;
+- lazy, output read: the same, then ``task.output`` read once for every task (the cost for a
+  reader who does look at every call).
+
+The loop runs with the cyclic GC on, as a program does: the package no longer pauses it, so
+what it costs is part of decoding.
+
+``python -m benchmarks._decode`` prints the table for pages of 100.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import msgspec
 import orjson
 
 from spacetasks_async import Task
-from spacetasks_async._convert import decode_tasks
+from spacetasks_async._convert import decode_task, decode_tasks, make_converter
 from spacetasks_async.testing._data import SpaceData, generate_spaces
 
 # --- msgspec Structs of the task shape ------------------------------------------------------
@@ -129,7 +139,7 @@ class MsEnvelope(msgspec.Struct):
 
 @attrs.frozen
 class DecodeRow:
-    """The cost of one decoder on pages of one size, per task."""
+    """The cost of each decoder on pages of one size, per task (microseconds)."""
 
     page_size: int
     pages: int
@@ -137,11 +147,23 @@ class DecodeRow:
     orjson_us: float
     msgspec_us: float
     full_us: float
+    lazy_us: float
+    lazy_read_us: float
 
     @property
     def full_ratio(self) -> float:
-        """Full decode over ``orjson.loads`` alone."""
+        """Full decode (everything with its page) over ``orjson.loads`` alone."""
         return self.full_us / self.orjson_us
+
+    @property
+    def lazy_ratio(self) -> float:
+        """The walk's decode (``output`` kept as sent) over ``orjson.loads`` alone."""
+        return self.lazy_us / self.orjson_us
+
+    @property
+    def lazy_read_ratio(self) -> float:
+        """The walk's decode, then every ``output`` read, over ``orjson.loads`` alone."""
+        return self.lazy_read_us / self.orjson_us
 
     @property
     def msgspec_ratio(self) -> float:
@@ -172,26 +194,44 @@ def _time_pass(decode: Callable[[bytes], object], bodies: list[bytes]) -> float:
 
 
 def measure(total: int, page_size: int, repeats: int) -> DecodeRow:
-    """Per-task cost of the three decoders, median of ``repeats`` interleaved passes."""
+    """Per-task cost of the decoders, median of ``repeats`` interleaved passes."""
     bodies = page_bodies(total, page_size)
     loads = orjson.loads
     ms_decode = msgspec.json.Decoder(MsEnvelope).decode
+    eager = make_converter(lazy=False)
 
     def full(body: bytes) -> list[Task]:
+        tasks: list[Task] = eager.structure(loads(body)["data"], list[Task])
+        return tasks
+
+    def lazy(body: bytes) -> list[Task]:
         return decode_tasks(loads(body)["data"])
+
+    def lazy_read(body: bytes) -> list[Task]:
+        tasks = decode_tasks(loads(body)["data"])
+        for task in tasks:
+            task.output  # noqa: B018 - the read is what decodes it
+        return tasks
 
     def typed(body: bytes) -> list[MsTask]:
         return ms_decode(body).data
 
     # Every decoder must accept every page (and agree on the number of tasks) first.
-    tasks = sum(len(full(body)) for body in bodies)
-    assert tasks == sum(len(typed(body)) for body in bodies) == total
-    runs: dict[str, list[float]] = {"orjson": [], "msgspec": [], "full": []}
+    tasks = sum(len(lazy_read(body)) for body in bodies)
+    assert tasks == sum(len(full(body)) for body in bodies) == total
+    assert tasks == sum(len(typed(body)) for body in bodies)
+    decoders: dict[str, Callable[[bytes], object]] = {
+        "orjson": loads,
+        "msgspec": typed,
+        "full": full,
+        "lazy": lazy,
+        "lazy_read": lazy_read,
+    }
+    runs: dict[str, list[float]] = {name: [] for name in decoders}
     gc.collect()
-    for _ in range(repeats):  # interleaved, so that a noisy moment hits all three alike
-        runs["orjson"].append(_time_pass(loads, bodies))
-        runs["msgspec"].append(_time_pass(typed, bodies))
-        runs["full"].append(_time_pass(full, bodies))
+    for _ in range(repeats):  # interleaved, so that a noisy moment hits all of them alike
+        for name, decode in decoders.items():
+            runs[name].append(_time_pass(decode, bodies))
     per_task = {name: statistics.median(times) / tasks * 1e6 for name, times in runs.items()}
     return DecodeRow(
         page_size=page_size,
@@ -200,4 +240,47 @@ def measure(total: int, page_size: int, repeats: int) -> DecodeRow:
         orjson_us=per_task["orjson"],
         msgspec_us=per_task["msgspec"],
         full_us=per_task["full"],
+        lazy_us=per_task["lazy"],
+        lazy_read_us=per_task["lazy_read"],
     )
+
+
+def output_read_ns(reads: int = 200_000) -> tuple[float, float]:
+    """Nanoseconds per read of ``task.output`` (decoded already) and of a plain attribute.
+
+    The price of laziness for a reader: ``output`` is a descriptor in front of its slot.
+    """
+    task = decode_task(orjson.loads(page_bodies(100, 100)[0])["data"][0])
+    task.output  # noqa: B018 - decoded once; what is timed is every later read
+
+    def read(get: Callable[[], object]) -> float:
+        best = float("inf")
+        for _ in range(5):
+            started = time.perf_counter()
+            for _ in range(reads):
+                get()
+            best = min(best, time.perf_counter() - started)
+        return best / reads * 1e9
+
+    baseline = read(lambda: None)  # the loop and the call
+    return read(lambda: task.output) - baseline, read(lambda: task.input) - baseline
+
+
+def main() -> None:
+    """Print the decode ratios for pages of 100 tasks of the local server's data."""
+    row = measure(20_000, 100, 9)
+    print(f"pages of {row.page_size} ({row.pages} pages, {row.tasks:,} tasks), per task:")
+    for name, us, ratio in (
+        ("orjson.loads (floor)", row.orjson_us, 1.0),
+        ("msgspec typed (reference)", row.msgspec_us, row.msgspec_ratio),
+        ("full decode (lazy=False)", row.full_us, row.full_ratio),
+        ("walk decode (output kept as sent)", row.lazy_us, row.lazy_ratio),
+        ("walk decode, then every output read", row.lazy_read_us, row.lazy_read_ratio),
+    ):
+        print(f"  {name:<38} {us:6.2f} us  {ratio:4.2f}x")
+    output_ns, plain_ns = output_read_ns()
+    print(f"  a read of task.output once decoded: {output_ns:.0f} ns (a plain one: {plain_ns:.0f})")
+
+
+if __name__ == "__main__":
+    main()
