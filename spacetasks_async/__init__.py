@@ -27,6 +27,7 @@ from ._errors import (
     BusinessLogicError,
     ConfigurationError,
     DecodeError,
+    HarvestError,
     HTTPStatusError,
     InsecureTransportWarning,
     InvalidArgumentError,
@@ -41,8 +42,16 @@ from ._errors import (
     SpaceAccessError,
     SpaceTasksError,
     TransportError,
+    WalkIncompleteError,
 )
-from ._harvest import Harvest, HarvestedPage, HarvestedTask, SpaceFailure
+from ._harvest import (
+    Harvest,
+    HarvestedPage,
+    HarvestedTask,
+    SpaceEvent,
+    SpaceEventKind,
+    SpaceFailure,
+)
 from ._models import (
     CallOutput,
     CallSummary,
@@ -59,13 +68,16 @@ from ._models import (
     TranscriptTurn,
     UserInfo,
 )
-from ._paginate import Checkpoint, PageWalk, TaskWalk, WalkLimitError, WalkStats
+from ._paginate import DEFAULT_WINDOW, MAX_WINDOW, PageWalk, TaskWalk, WalkLimitError, WalkStats
+from ._plan import Checkpoint, OpenSeam
 from ._retry import FairLimiter, RetryEvent, RetryPolicy
 
 __all__ = [
     "ALLOWED_FILTERS",
     "DEFAULT_BASE_URL",
+    "DEFAULT_WINDOW",
     "MAX_PAGE_SIZE",
+    "MAX_WINDOW",
     "APIError",
     "AuthenticationError",
     "BackendFailureError",
@@ -81,12 +93,14 @@ __all__ = [
     "FairLimiter",
     "HTTPStatusError",
     "Harvest",
+    "HarvestError",
     "HarvestedPage",
     "HarvestedTask",
     "InsecureTransportWarning",
     "InvalidArgumentError",
     "InvalidSpaceTokenError",
     "NotFoundError",
+    "OpenSeam",
     "OutputShape",
     "PageWalk",
     "PermissionDeniedError",
@@ -101,6 +115,8 @@ __all__ = [
     "ServerError",
     "Space",
     "SpaceAccessError",
+    "SpaceEvent",
+    "SpaceEventKind",
     "SpaceFailure",
     "SpaceTasksError",
     "Task",
@@ -112,6 +128,7 @@ __all__ = [
     "TranscriptTurn",
     "TransportError",
     "UserInfo",
+    "WalkIncompleteError",
     "WalkLimitError",
     "WalkStats",
     "__version__",

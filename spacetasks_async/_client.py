@@ -32,6 +32,8 @@ from ._errors import (
     snippet_of,
 )
 from ._models import Space, Task, TaskPage
+from ._paginate import DEFAULT_WINDOW, PageWalk, TaskWalk
+from ._plan import Checkpoint
 from ._retry import RateController, RetryEvent, RetryPolicy
 from ._validate import (
     DEFAULT_MAX_BODY_BYTES,
@@ -48,8 +50,7 @@ from ._validate import (
 )
 
 if TYPE_CHECKING:
-    from ._harvest import Harvest
-    from ._paginate import Checkpoint, PageWalk, TaskWalk
+    from ._harvest import Harvest, SpaceEvent
 
 # The validators and MAX_PAGE_SIZE live in ._validate; they are re-exported here because
 # other modules (and users) have always imported them from this one.
@@ -519,17 +520,28 @@ class Client:
         page_size: int = DEFAULT_PAGE_SIZE,
         start_page: int = 1,
         max_items: int | None = None,
-        window: int = 8,
+        window: int = DEFAULT_WINDOW,
         filters: Mapping[str, str | int] | None = None,
         checkpoint: Checkpoint | None = None,
     ) -> PageWalk:
         """Walk a space page by page, prefetching up to ``window`` pages concurrently.
 
-        See :class:`PageWalk`. Pages come in order; tasks already yielded earlier in the
-        walk (page drift) are removed from later pages.
-        """
-        from ._paginate import PageWalk
+        Pages come in order and hold only tasks not handed out before in the walk; every
+        task present from the start of the walk to its end is handed out exactly once,
+        or the walk raises :class:`~spacetasks_async.WalkIncompleteError`.
 
+        Args:
+            space_token: the space.
+            page_size: tasks per request (the server's own default is 50).
+            start_page: the first page to walk.
+            max_items: stop after this many tasks.
+            window: pages on order at once (in flight plus held), 1 to 64.
+            filters: backend filters, see ``ALLOWED_FILTERS``.
+            checkpoint: resume where ``walk.checkpoint`` of an earlier walk stood.
+
+        Returns:
+            a :class:`~spacetasks_async.PageWalk`.
+        """
         return PageWalk(
             self,
             space_token,
@@ -548,11 +560,26 @@ class Client:
         page_size: int = DEFAULT_PAGE_SIZE,
         start_page: int = 1,
         max_items: int | None = None,
-        window: int = 8,
+        window: int = DEFAULT_WINDOW,
         filters: Mapping[str, str | int] | None = None,
         checkpoint: Checkpoint | None = None,
     ) -> TaskWalk:
         """Every task of a space, in the server's order, each exactly once.
+
+        Takes the arguments of :meth:`iter_pages`; ``walk.checkpoint`` counts exactly the
+        tasks taken, so a walk stopped anywhere resumes without loss or repeat.
+
+        Args:
+            space_token: the space.
+            page_size: tasks per request.
+            start_page: the first page to walk.
+            max_items: stop after this many tasks.
+            window: pages on order at once, 1 to 64.
+            filters: backend filters, see ``ALLOWED_FILTERS``.
+            checkpoint: resume where an earlier walk's ``checkpoint`` stood.
+
+        Returns:
+            a :class:`~spacetasks_async.TaskWalk`.
 
         Example::
 
@@ -561,10 +588,9 @@ class Client:
                     ...
             print(tasks.stats)
         """
-        from ._paginate import TaskWalk
-
         return TaskWalk(
-            self.iter_pages(
+            PageWalk(
+                self,
                 space_token,
                 page_size=page_size,
                 start_page=start_page,
@@ -572,6 +598,7 @@ class Client:
                 window=window,
                 filters=filters,
                 checkpoint=checkpoint,
+                consume_on_yield=False,
             )
         )
 
@@ -634,12 +661,33 @@ class Client:
         *,
         page_size: int = DEFAULT_PAGE_SIZE,
         concurrency: int | None = None,
-        window: int = 4,
+        window: int = DEFAULT_WINDOW,
         max_items_per_space: int | None = None,
         fail_fast: bool = False,
         checkpoints: Mapping[str, Checkpoint] | None = None,
+        collect_failures: bool = False,
+        on_event: Callable[[SpaceEvent], None] | None = None,
     ) -> Harvest:
-        """Walk many spaces concurrently under one limit; see :class:`Harvest`."""
+        """Walk many spaces concurrently under one limit; see :class:`Harvest`.
+
+        Args:
+            space_tokens: the spaces (None: every space of the organization).
+            page_size: tasks per request.
+            concurrency: requests in flight across all spaces (default: the client's
+                ``max_in_flight``).
+            window: pages on order per space.
+            max_items_per_space: stop each space after this many tasks.
+            fail_fast: raise the first failure at once.
+            checkpoints: where each space resumes (``harvest.checkpoint(token)`` of an
+                earlier run, through JSON if need be).
+            collect_failures: keep failed spaces in ``harvest.failures`` instead of raising
+                a :class:`~spacetasks_async.HarvestError` at the end.
+            on_event: called with a :class:`~spacetasks_async.SpaceEvent` when a space
+                starts, finishes or fails.
+
+        Returns:
+            a :class:`~spacetasks_async.Harvest`.
+        """
         from ._harvest import Harvest
 
         return Harvest(
@@ -651,4 +699,6 @@ class Client:
             max_items_per_space=max_items_per_space,
             fail_fast=fail_fast,
             checkpoints=checkpoints,
+            collect_failures=collect_failures,
+            on_event=on_event,
         )

@@ -15,6 +15,8 @@ The hierarchy::
     ├── DecodeError                 also a ValueError
     ├── TransportError
     │   └── RequestTimeoutError     also a builtin TimeoutError
+    ├── WalkIncompleteError         the walk could not prove it handed out every task
+    ├── HarvestError                spaces failed: also an ExceptionGroup of their errors
     └── APIError
         ├── ProtocolError
         │   └── ResponseTooLargeError
@@ -35,7 +37,7 @@ from __future__ import annotations
 import email.utils
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -63,6 +65,7 @@ __all__ = [
     "SpaceAccessError",
     "SpaceTasksError",
     "TransportError",
+    "HarvestError",
     "WalkIncompleteError",
     "WalkLimitError",
 ]
@@ -178,6 +181,31 @@ class WalkIncompleteError(SpaceTasksError):
 
 #: The name of :class:`WalkIncompleteError` before the exact walk (kept for callers).
 WalkLimitError = WalkIncompleteError
+
+
+class HarvestError(ExceptionGroup[SpaceTasksError], SpaceTasksError):  # type: ignore[override]
+    """Spaces of a harvest failed: an exception group of their errors, one per space.
+
+    Both a :class:`SpaceTasksError` (``except SpaceTasksError`` catches it) and an
+    ``ExceptionGroup`` (``except* InvalidSpaceTokenError`` picks out one kind). Each
+    error names its space in ``space_token``.
+    """
+
+    def __new__(cls, message: str, errors: Sequence[SpaceTasksError]) -> HarvestError:
+        return super().__new__(cls, message, errors)
+
+    def __init__(self, message: str, errors: Sequence[SpaceTasksError]) -> None:
+        # (``message`` is ExceptionGroup's own, read-only attribute)
+        self.status = self.server_message = self.method = self.path = None
+        self.space_token, self.page = None, None
+
+    def __str__(self) -> str:
+        shown = [
+            f"{getattr(e, 'space_token', None)}: {getattr(e, 'message', e)}"
+            for e in self.exceptions[:5]
+        ]
+        more = f" and {len(self.exceptions) - 5} more" if len(self.exceptions) > 5 else ""
+        return f"{self.message} ({', '.join(shown)}{more})"
 
 
 class ConfigurationError(SpaceTasksError, ValueError):

@@ -4,23 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import enum
 import functools
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING
 
 import attrs
 
 from ._closing import AsyncClosing
-from ._errors import InvalidArgumentError, SpaceTasksError
+from ._errors import HarvestError, SpaceTasksError
 from ._models import Task, TaskPage
-from ._paginate import Checkpoint, PageWalk, WalkStats, checkpoint_within
+from ._paginate import DEFAULT_WINDOW, PageWalk, WalkStats
+from ._plan import Checkpoint
 from ._retry import FairLimiter
+from ._validate import MAX_IN_FLIGHT, validate_limit
 
 if TYPE_CHECKING:
     from ._client import Client
 
-__all__ = ["Harvest", "HarvestedPage", "HarvestedTask", "SpaceFailure"]
+__all__ = [
+    "Harvest",
+    "HarvestedPage",
+    "HarvestedTask",
+    "SpaceEvent",
+    "SpaceEventKind",
+    "SpaceFailure",
+]
 
 log = logging.getLogger("spacetasks_async")
 
@@ -49,6 +60,31 @@ class SpaceFailure:
     error: SpaceTasksError
 
 
+class SpaceEventKind(enum.StrEnum):
+    """What happened to a space of a harvest."""
+
+    STARTED = "started"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+@attrs.frozen
+class SpaceEvent:
+    """A space started, finished (every task handed out and taken) or failed.
+
+    Attributes:
+        kind: what happened.
+        space_token: the space.
+        stats: the space's walk statistics so far.
+        error: the error of a failed space.
+    """
+
+    kind: SpaceEventKind
+    space_token: str
+    stats: WalkStats
+    error: SpaceTasksError | None = None
+
+
 @attrs.frozen
 class _Done:
     space_token: str
@@ -60,22 +96,39 @@ class _Crash:
     error: Exception
 
 
+_Item = HarvestedPage | SpaceFailure | _Done | _Crash
+
+
 class Harvest(AsyncClosing):
     """Walk many spaces concurrently and hand out their tasks as they come.
 
     All walks share one :class:`FairLimiter` of ``concurrency`` requests in flight, served
     round-robin across spaces, so a huge space does not starve small ones. A space that
-    fails (invalid token, no access, retries exhausted) is recorded in ``failures`` and the
-    others go on; with ``fail_fast=True`` the first failure is raised instead.
+    fails (invalid token, no access, retries exhausted) does not stop the others: when the
+    harvest ends, the failures are raised together as a :class:`HarvestError` (an
+    exception group naming each space), unless ``collect_failures=True``, which leaves
+    them in ``failures``; ``fail_fast=True`` raises the first one at once.
 
     Iterate tasks (``async for item in harvest``, each a :class:`HarvestedTask`) or pages
     (``async for item in harvest.pages()``); not both. ``stats`` maps each space to its
-    :class:`WalkStats`, ``completed`` holds the spaces walked to the end, and
-    :meth:`checkpoint` says where an unfinished space would resume.
+    :class:`WalkStats`, ``completed`` lists the spaces whose tasks were all taken, and
+    :meth:`checkpoint` says where a space would resume.
+
+    Args:
+        client: the client that sends the requests.
+        space_tokens: the spaces (None: every space of the client's organization).
+        page_size: tasks per request.
+        concurrency: requests in flight across all spaces.
+        window: pages on order per space.
+        max_items_per_space: stop each space after this many tasks.
+        fail_fast: raise the first failure at once.
+        checkpoints: where each space resumes (from :meth:`checkpoint` of an earlier run).
+        collect_failures: keep failures in ``failures`` instead of raising them at the end.
+        on_event: called with a :class:`SpaceEvent` when a space starts, finishes or fails.
 
     Example::
 
-        async with client.harvest(["TOKEN_A", "TOKEN_B"]) as harvest:
+        async with client.harvest(["TOKEN_A", "TOKEN_B"], collect_failures=True) as harvest:
             async for item in harvest:
                 print(item.space_token, item.task.task_id)
         for failure in harvest.failures:
@@ -89,13 +142,14 @@ class Harvest(AsyncClosing):
         *,
         page_size: int,
         concurrency: int,
-        window: int,
+        window: int = DEFAULT_WINDOW,
         max_items_per_space: int | None = None,
         fail_fast: bool = False,
         checkpoints: Mapping[str, Checkpoint] | None = None,
+        collect_failures: bool = False,
+        on_event: Callable[[SpaceEvent], None] | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise InvalidArgumentError(f"concurrency must be at least 1, got {concurrency}")
+        validate_limit("concurrency", concurrency, 1, MAX_IN_FLIGHT)
         if space_tokens is not None:
             space_tokens = list(dict.fromkeys(space_tokens))  # once each, order kept
             for token in space_tokens:
@@ -116,13 +170,15 @@ class Harvest(AsyncClosing):
         self.window = window
         self.max_items_per_space = max_items_per_space
         self.fail_fast = fail_fast
+        self.collect_failures = collect_failures
+        self._on_event = on_event
         self._checkpoints = dict(checkpoints or {})
         self.limiter = FairLimiter(concurrency)
         self.failures: list[SpaceFailure] = []
         self.stats: dict[str, WalkStats] = {}
         self.completed: list[str] = []
-        self._resume: dict[str, Checkpoint] = {}  # page level: pages fully taken
-        self._position: dict[str, tuple[TaskPage, int]] = {}  # task level: page, taken
+        self._walks: dict[str, PageWalk] = {}
+        self._current: tuple[str, int] | None = None  # space, tasks taken of its page
         self._gen: AsyncIterator[HarvestedPage] | None = None
         self._tasks_gen: AsyncIterator[HarvestedTask] | None = None
         self.space_tokens: list[str] = space_tokens or []
@@ -130,18 +186,20 @@ class Harvest(AsyncClosing):
     # -- where each space stands -------------------------------------------------------
 
     def checkpoint(self, space_token: str) -> Checkpoint | None:
-        """Where ``space_token`` resumes: ``None`` once completed or before it started.
+        """Where ``space_token`` resumes (a done checkpoint once completed).
 
-        With task iteration, the checkpoint is at task granularity: the page being
-        handed out and the tasks of it taken so far.
+        ``None`` before the space started (and with no checkpoint given for it). With task
+        iteration, it counts exactly the tasks taken.
+
+        Args:
+            space_token: the space.
         """
-        if space_token in self.completed:
-            return None
-        base = self._resume.get(space_token) or self._checkpoints.get(space_token)
-        position = self._position.get(space_token)
-        if base is None or position is None:
-            return base
-        return checkpoint_within(base, *position)
+        walk = self._walks.get(space_token)
+        if walk is None:
+            return self._checkpoints.get(space_token)
+        if self._current is not None and self._current[0] == space_token:
+            walk._report(self._current[1])
+        return walk.checkpoint
 
     # -- iteration -----------------------------------------------------------------------
 
@@ -157,11 +215,15 @@ class Harvest(AsyncClosing):
         return await self._tasks_gen.__anext__()
 
     async def _flatten(self) -> AsyncIterator[HarvestedTask]:
-        async for item in self.pages():
-            token, page = item.space_token, item.page
-            for handed, task in enumerate(page.tasks, 1):
-                self._position[token] = (page, handed)
-                yield HarvestedTask(token, task)
+        async with contextlib.aclosing(self._pages(by_task=True)) as pages:
+            async for item in pages:
+                token = item.space_token
+                for taken, task in enumerate(item.page.tasks, 1):
+                    self._current = (token, taken)  # counting the task handed now
+                    yield HarvestedTask(token, task)
+                    self.stats[token].tasks_yielded += 1
+                self._current = None
+                self._walks[token]._report(None)
 
     async def aclose(self) -> None:
         """Stop every walk; nothing keeps running after this returns."""
@@ -170,7 +232,14 @@ class Harvest(AsyncClosing):
         if self._gen is not None:
             await self._gen.aclose()  # type: ignore[attr-defined]
 
-    async def _run(self) -> AsyncIterator[HarvestedPage]:
+    def _event(self, kind: SpaceEventKind, token: str, error: SpaceTasksError | None) -> None:
+        if self._on_event is not None:
+            self._on_event(SpaceEvent(kind, token, self.stats[token], error))
+
+    def _run(self) -> AsyncIterator[HarvestedPage]:
+        return self._pages(by_task=False)
+
+    async def _pages(self, *, by_task: bool) -> AsyncGenerator[HarvestedPage, None]:
         if self._list_spaces:
             self.space_tokens = [s.token async for s in self._client.iter_spaces() if s.token]
         waiting = collections.deque(self.space_tokens)
@@ -178,9 +247,7 @@ class Harvest(AsyncClosing):
         # first page, and at least two so that a huge space shares the limit round-robin
         # with the next ones. Each holds at most ``window`` pages, so memory stays bounded.
         active_cap = max(2, self.concurrency)
-        queue: asyncio.Queue[HarvestedPage | SpaceFailure | _Done | _Crash] = asyncio.Queue(
-            maxsize=active_cap
-        )
+        queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=active_cap)
         workers: set[asyncio.Task[None]] = set()
 
         def start_next() -> None:
@@ -193,13 +260,16 @@ class Harvest(AsyncClosing):
                 max_items=self.max_items_per_space,
                 checkpoint=self._checkpoints.get(token),
                 gate=functools.partial(self.limiter.slot, token),
+                consume_on_yield=False,
             )
+            self._walks[token] = walk
             self.stats[token] = walk.stats
             # The worker holds the walk and the queue, never the harvest itself, so that
             # a harvest dropped without being closed is collected and its workers cancelled.
             worker = asyncio.create_task(_walk_space(walk, queue), name=f"harvest:{token}")
             workers.add(worker)
             worker.add_done_callback(workers.discard)
+            self._event(SpaceEventKind.STARTED, token, None)
 
         try:
             while waiting and len(workers) < active_cap:
@@ -208,28 +278,31 @@ class Harvest(AsyncClosing):
             while active:
                 item = await queue.get()
                 if isinstance(item, HarvestedPage):
-                    token, page = item.space_token, item.page
-                    if token not in self._resume:
-                        self._resume[token] = self._checkpoints.get(token) or Checkpoint(
-                            token, page.page, self.page_size
-                        )
+                    if not by_task:
+                        # a page handed out counts as taken (its tasks are the caller's)
+                        self.stats[item.space_token].tasks_yielded += len(item.page.tasks)
+                        self._walks[item.space_token]._report(None)
                     yield item
-                    if not page.reread:
-                        self._resume[token] = Checkpoint(token, page.page + 1, self.page_size)
-                        self._position.pop(token, None)
                     continue
                 active -= 1
                 if isinstance(item, _Crash):
                     raise item.error
                 if isinstance(item, SpaceFailure):
                     self.failures.append(item)
+                    self._event(SpaceEventKind.FAILED, item.space_token, item.error)
                     if self.fail_fast:
                         raise item.error
                 else:
                     self.completed.append(item.space_token)
+                    self._event(SpaceEventKind.FINISHED, item.space_token, None)
                 if waiting:
                     start_next()
                     active += 1
+            if self.failures and not self.collect_failures:
+                raise HarvestError(
+                    f"{len(self.failures)} of {len(self.space_tokens)} spaces failed",
+                    [f.error for f in self.failures],
+                )
         finally:
             for worker in list(workers):
                 worker.cancel()
@@ -237,9 +310,7 @@ class Harvest(AsyncClosing):
                 await asyncio.gather(*workers, return_exceptions=True)
 
 
-async def _walk_space(
-    walk: PageWalk, queue: asyncio.Queue[HarvestedPage | SpaceFailure | _Done | _Crash]
-) -> None:
+async def _walk_space(walk: PageWalk, queue: asyncio.Queue[_Item]) -> None:
     token = walk.space_token
     try:
         async with walk:

@@ -9,17 +9,18 @@ output ends with every task exactly once however the run was stopped.
 
 Checkpoint file (JSON, rewritten atomically: temporary file, fsync, ``os.replace``)::
 
-    {"version": 1,
+    {"version": 2,
      "output": "/abs/path/tasks.jsonl",   # the file this checkpoint describes
      "output_offset": 123456,             # bytes of output that are complete and recorded
      "page_size": 100,                    # a resume must use the same page size
-     "spaces": {"TOKEN": {"done": false, "page": 7, "tasks": 600,
-                          "recent": [[ids of page 5], [ids of page 6]]}, ...}}
+     "spaces": {"TOKEN": {"done": false, "tasks": 600,
+                          "walk": {...}}, ...}}   # the library's walk Checkpoint
 
-``page`` is the next page to fetch for that space and ``tasks`` how many of its tasks are in
-the output (up to ``output_offset``); ``done`` spaces are not fetched again. A resume starts
-at ``page - 1`` and skips the ``recent`` ids, which absorbs tasks created or deleted between
-the runs (up to a page's worth); older checkpoints without ``recent`` resume at ``page``.
+``tasks`` is how many of the space's tasks are in the output (up to ``output_offset``);
+``done`` spaces are not fetched again; ``walk`` is the space's
+:class:`~spacetasks_async.Checkpoint` (count-from-the-end position, anchor ids, seams
+still to prove), the one scheme of ``iter_tasks``, harvests and this command: tasks created
+or deleted between two runs neither repeat nor go missing.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ import attrs
 import orjson
 
 from ._convert import encode_task
+from ._errors import InvalidArgumentError
 from ._models import Task
-from ._paginate import Checkpoint
+from ._plan import Checkpoint
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -48,7 +50,7 @@ __all__ = [
     "encode_lines",
 ]
 
-CHECKPOINT_VERSION: Final = 1
+CHECKPOINT_VERSION: Final = 2
 
 
 class CheckpointError(Exception):
@@ -73,64 +75,48 @@ def encode_lines(space_token: str, tasks: Iterable[Task]) -> bytes:
 
 @attrs.define
 class SpaceProgress:
-    """Where one space stands in the output: next page to fetch, tasks written, done.
+    """Where one space stands in the output: tasks written, done, the walk's checkpoint."""
 
-    ``recent`` holds the ids written for the last two pages (and tasks recovered by
-    re-reads since). A resume re-reads the last written page and skips those ids: tasks
-    created between the runs push written tasks onto it (repeats, skipped), tasks deleted
-    pull unwritten ones back onto it (found), up to a page's worth either way.
-    """
-
-    page: int = 1
     tasks: int = 0
     done: bool = False
-    recent: list[list[str]] = attrs.Factory(list)
-
-    def wrote(self, page: int, ids: list[str], *, reread: bool) -> None:
-        """Record a page (or a re-read's tasks) as written."""
-        if reread:
-            if self.recent:
-                self.recent[-1].extend(ids)
-            return
-        self.page = page + 1
-        self.recent = [*self.recent[-1:], list(ids)]
+    walk: Checkpoint | None = None
 
     def finished(self) -> None:
-        """The space is done: nothing to resume, nothing to remember."""
+        """The space is done: nothing to resume."""
         self.done = True
-        self.recent = []
+        self.walk = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form stored in the checkpoint file."""
-        return {"done": self.done, "page": self.page, "tasks": self.tasks, "recent": self.recent}
+        return {
+            "done": self.done,
+            "tasks": self.tasks,
+            "walk": None if self.walk is None else self.walk.to_json(),
+        }
 
     def resume_point(self, space_token: str, page_size: int) -> Checkpoint | None:
-        """The library checkpoint to resume this space from (None: start at page 1)."""
-        if self.page <= 1:
-            return None
-        ids = frozenset(i for page in self.recent for i in page)
-        if not ids:
-            return Checkpoint(space_token, self.page, page_size)
-        return Checkpoint(space_token, self.page - 1, page_size, ids)
+        """The library checkpoint to resume this space from (None: from the start)."""
+        del space_token, page_size  # checked when the file was read
+        return self.walk
 
 
-def _progress_from_json(token: str, obj: Any) -> SpaceProgress:
+def _progress_from_json(token: str, obj: Any, page_size: int) -> SpaceProgress:
     if not isinstance(obj, dict):
         raise CheckpointError(f"space {token!r}: expected an object")
-    done, page, tasks = obj.get("done"), obj.get("page"), obj.get("tasks", 0)
+    done, tasks, walk = obj.get("done"), obj.get("tasks", 0), obj.get("walk")
     if not isinstance(done, bool):
         raise CheckpointError(f"space {token!r}: 'done' must be true or false")
-    for name, value, low in (("page", page, 1), ("tasks", tasks, 0)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise CheckpointError(f"space {token!r}: '{name}' must be an integer >= {low}")
-    assert isinstance(page, int) and isinstance(tasks, int)
-    recent = obj.get("recent", [])
-    if not (
-        isinstance(recent, list)
-        and all(isinstance(p, list) and all(isinstance(i, str) for i in p) for p in recent)
-    ):
-        raise CheckpointError(f"space {token!r}: 'recent' must be lists of task ids")
-    return SpaceProgress(page=page, tasks=tasks, done=done, recent=recent)
+    if not isinstance(tasks, int) or isinstance(tasks, bool) or tasks < 0:
+        raise CheckpointError(f"space {token!r}: 'tasks' must be an integer >= 0")
+    point = None
+    if walk is not None:
+        try:
+            point = Checkpoint.from_json(walk)
+        except InvalidArgumentError as exc:
+            raise CheckpointError(f"space {token!r}: {exc}") from None
+        if point.space_token != token or point.page_size != page_size:
+            raise CheckpointError(f"space {token!r}: its walk is for another space or size")
+    return SpaceProgress(tasks=tasks, done=done, walk=point)
 
 
 @attrs.define
@@ -183,7 +169,9 @@ class CheckpointFile:
         if not isinstance(spaces_obj, dict):
             raise CheckpointError(f"checkpoint {path}: 'spaces' must be an object {hint}")
         try:
-            spaces = {str(k): _progress_from_json(str(k), v) for k, v in spaces_obj.items()}
+            spaces = {
+                str(k): _progress_from_json(str(k), v, page_size) for k, v in spaces_obj.items()
+            }
         except CheckpointError as exc:
             raise CheckpointError(f"checkpoint {path}: {exc} {hint}") from None
         return cls(

@@ -633,6 +633,7 @@ async def run_harvest(
         page_size=job.page_size,
         concurrency=job.concurrency,
         max_items_per_space=job.max_items,
+        collect_failures=True,  # the summary names them and the exit code is 5
         checkpoints={
             t: point
             for t in todo
@@ -726,9 +727,6 @@ async def _consume(
                     out.write(encode_lines(token, tasks))
                 state.tasks += len(tasks)
                 tracker.wrote(token, len(tasks))
-                # A re-read page holds tasks that drift moved back; it does not move the
-                # space forward.
-                state.wrote(page.page, [t.task_id for t in tasks], reread=page.reread)
                 if limit is not None and state.tasks >= limit:
                     state.finished()
         completed = harvest.completed
@@ -743,6 +741,9 @@ async def _consume(
         if cp is not None and (
             not more or new_done or time.monotonic() - last_save >= job.checkpoint_interval
         ):
+            for token, state in progress.items():
+                if not state.done and (point := harvest.checkpoint(token)) is not None:
+                    state.walk = point  # the walk's own checkpoint: every page written
             out.sync()
             cp.output_offset = out.offset
             cp.save()

@@ -25,10 +25,15 @@ async def test_harvest_of_100_spaces_with_invalid_tokens_completes_the_rest() ->
         denied = sorted(server.no_access_tokens)[:1]
         tokens = server.space_tokens[:50] + bad + denied + server.space_tokens[50:]
         got: dict[str, list[str]] = collections.defaultdict(list)
-        async with client.harvest(tokens, page_size=50, concurrency=16) as harvest:
+        events: list[st.SpaceEvent] = []
+        async with client.harvest(
+            tokens, page_size=50, concurrency=16, collect_failures=True, on_event=events.append
+        ) as harvest:
             async for item in harvest:
                 got[item.space_token].append(item.task.task_id)
         assert {f.space_token for f in harvest.failures} == set(bad) | set(denied)
+        kinds = collections.Counter(e.kind for e in events)
+        assert kinds == {"started": 103, "finished": 100, "failed": 3}
         errors = {f.space_token: type(f.error) for f in harvest.failures}
         assert errors[bad[0]] is st.InvalidSpaceTokenError
         assert errors[denied[0]] is st.SpaceAccessError
@@ -36,6 +41,21 @@ async def test_harvest_of_100_spaces_with_invalid_tokens_completes_the_rest() ->
             assert got.get(token, []) == server.expected_task_ids(token), token
         assert sorted(harvest.completed) == sorted(server.space_tokens)
         assert server.stats.max_in_flight <= 16
+
+
+async def test_failed_spaces_are_raised_together_at_the_end_unless_collected() -> None:
+    async with UnpodServer(seed=22, spaces=[50, 50]) as server, client_for(server) as client:
+        bad = ["BADTOKEN0000000000000001", "BADTOKEN0000000000000002"]
+        got = 0
+        with pytest.raises(st.HarvestError) as info:
+            async with client.harvest([bad[0], *server.space_tokens, bad[1]]) as harvest:
+                async for _ in harvest:
+                    got += 1
+    assert got == 100  # every good space was harvested first
+    assert sorted(e.space_token for e in info.value.exceptions) == bad
+    assert all(isinstance(e, st.InvalidSpaceTokenError) for e in info.value.exceptions)
+    assert isinstance(info.value, st.SpaceTasksError)
+    assert "BADTOKEN0000000000000001" in str(info.value)
 
 
 async def test_fail_fast_raises_the_first_failure() -> None:
@@ -80,7 +100,7 @@ async def test_harvest_with_no_tokens_walks_every_space_of_the_organization() ->
         spaces = [s async for s in client.iter_spaces()]
         assert {s.token for s in spaces} == set(server.space_tokens)
         got: dict[str, int] = collections.Counter()
-        async with client.harvest() as harvest:
+        async with client.harvest(collect_failures=True) as harvest:
             async for item in harvest:
                 got[item.space_token] += 1
         for token in server.space_tokens:
@@ -126,7 +146,7 @@ async def test_breaking_out_of_a_harvest_leaves_nothing_running() -> None:
             for t in asyncio.all_tasks()
             if not t.done()
             and getattr(t.get_coro(), "__qualname__", "").startswith(
-                ("_Fetcher.", "PageWalk.", "_walk_space")
+                ("_Shared.", "_drive", "_walk_space")
             )  # type: ignore[union-attr]
         ]
         assert running == []
@@ -143,7 +163,10 @@ async def test_harvest_checkpoints_resume_mid_page_without_loss_or_repeat() -> N
                 if sum(map(len, first.values())) == 555:
                     break
         checkpoints = {t: c for t in tokens if (c := harvest.checkpoint(t)) is not None}
-        assert any(c.consumed for c in checkpoints.values())  # stopped inside a page
+        assert any(c.handed for c in checkpoints.values())  # stopped inside a page
+        checkpoints = {  # through JSON, as a file would keep them
+            t: st.Checkpoint.from_json(c.to_json()) for t, c in checkpoints.items()
+        }
         rest: dict[str, list[str]] = collections.defaultdict(list)
         todo = [t for t in tokens if t not in harvest.completed]
         async with client.harvest(todo, page_size=100, checkpoints=checkpoints) as again:

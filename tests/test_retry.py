@@ -373,7 +373,9 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 async def harvest_all(client: Client, tokens: list[str]) -> tuple[dict[str, list[str]], Any]:
     got: dict[str, list[str]] = collections.defaultdict(list)
-    async with client.harvest(tokens, page_size=100, concurrency=16) as harvest:
+    async with client.harvest(
+        tokens, page_size=100, concurrency=16, collect_failures=True
+    ) as harvest:
         async for item in harvest:
             got[item.space_token].append(item.task.task_id)
     return got, harvest
