@@ -1,4 +1,4 @@
-"""Task runner: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``, ``nox -s bench``."""
+"""Task runner: ``nox -s tests``, ``lint``, ``typecheck``, ``bench``, ``stress``."""
 
 from __future__ import annotations
 
@@ -45,3 +45,12 @@ def bench(session: nox.Session) -> None:
     """Run the benchmarks and rewrite benchmarks/RESULTS.md and the chart."""
     session.install("-e", ".[bench]")
     session.run("python", "-m", "benchmarks.run", *session.posargs)
+
+
+@nox.session
+def stress(session: nox.Session) -> None:
+    """The exact walk under heavy drift: 500 walks (not in the default suite), then the
+    walk plan's property tests with twenty times as many cases."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "benchmarks.stress_walk", *(session.posargs or ["--walks", "500"]))
+    session.run("pytest", "-q", "tests/test_plan.py", env={"SPACETASKS_PLAN_SCALE": "20"})

@@ -21,13 +21,13 @@ and lies between its newest and its oldest task is in it.
 Why the walk is exact
 ---------------------
 Call a task *persistent* if it exists from the first answer of the walk to the last. The
-walk hands out the tasks of a chain of answers ``A_1, A_2, ...``: the pages in order, and
-*verification reads* inserted between two pages. It is complete when (1) ``A_1`` is the
-first page (nothing persistent is newer than its newest task), (2) the last answer reaches
-the end of the list (``lo <= 1``: nothing persistent is older than its oldest task), and
-(3) every *seam* ``X | Y`` between consecutive answers is *gap-free*: no persistent task is
-older than ``X``'s oldest and newer than ``Y``'s newest. Then every persistent task lies in
-some answer. A seam is proven gap-free in one of these ways:
+walk hands out the tasks of a chain of answers: the pages in order, and *verification
+reads* inserted between two pages. It is complete when (1) the chain starts at the front
+of the list (nothing persistent is newer than the first page's newest task), (2) its last
+answer reaches the end (``lo <= 1``: nothing persistent is older than its oldest task),
+and (3) every *seam* ``X | Y`` between consecutive answers is *gap-free*: no persistent
+task is older than ``X``'s oldest and newer than ``Y``'s newest. Then every persistent task
+lies in some answer, and is handed out there. A seam is proven gap-free in one of four ways:
 
 * **Overlap.** ``X`` and ``Y`` share a task. Both are insertion intervals and they
   intersect, so their union is one interval: nothing persistent lies between them. This
@@ -36,40 +36,51 @@ some answer. A seam is proven gap-free in one of these ways:
   persistent task older than ``X``'s oldest had rank ``<= X.lo - 1`` when ``X`` was served,
   and ranks never grow, so it still has when ``Y`` is served; to be missed it would need a
   rank ``>= Y.hi + 1``. (For two pages of one size this reads ``C_Y >= C_X``.)
-* **A quiet neighbourhood.** Requests in flight together may be served in either order.
-  If ``Y`` was served first, a gap needs a task ``x`` of the seam whose rank dropped between
-  the two answers: a deletion older than ``x`` happened in between. Take an answer ``V``
-  of an earlier page that came back before ``Y`` was sent. Between ``V`` and ``X`` some
-  pair of consecutive pages ``(a, a+1)`` was served on either side of that deletion, and
-  the deletion is older than the head ``h`` of ``a+1``. For a pair served that way round,
-  ``older deletions(h) = shift(h) - change of count``, where ``shift(h)`` is how far ``h``
-  moved: read off exactly when ``h`` is also in page ``a`` (a repeat), and ``<= 0`` when it
-  is not. So the deletion shows as a pair whose measured ``shift - change of count`` is not
-  zero, or, with no repeat, as a count that fell. A seam with ``C_Y >= C_X`` whose pairs
-  back to ``V`` all show zero is gap-free in either order.
+* **Measured, page by page.** Requests in flight together may be served in either order.
+  If ``Y`` was served first, a gap needs a task of the seam whose rank dropped between the
+  two answers, that is a deletion older than it in between (with ``C_Y >= C_X``, nothing
+  else opens one). Take a page ``V`` that came back before ``Y`` was sent: such a deletion
+  falls between two consecutive pages ``a, a+1`` from ``V`` to ``X``, read on either side
+  of it, and is older than every task of both. When the two pages share a task, how far it
+  moved less the change of count is exactly the number of deletions older than it between
+  them (in either order); all zero, and the seam is gap-free.
+* **A read of the front.** A task seen in two reads of page 1 (the walk's first page and
+  one small read sent after ``X`` and ``Y`` came back) has dropped in rank by exactly the
+  deletions older than it in between. Zero, and no rank of the seam moved: with
+  ``C_Y >= C_X`` it is gap-free in either order. This is what a space that does not change
+  costs: one small request at the end of a walk (and one per few thousand tasks, so that
+  memory and checkpoints stay bounded on a space of any size).
 
-Anything else (a count that fell across the seam, or a neighbourhood that changed) is not
-assumed: the seams are *verified*. One read, sent after both sides came back, with a page
-size chosen so that it covers the end of ``X`` and the start of ``Y`` as they stand now
-(several unproven seams in a row share one read). It is inserted into the chain: its seam
-with ``X`` is proven by overlap or by the known-order rule, its seam with ``Y`` by overlap
-(or by reaching the end), and the tasks it holds between the two are handed out. A read
-that misses (the space moved again) is made again with a wider margin. Nothing is accepted
-unproven: when the request budget, which grows with the change the walk observes (and not
-with what a server claims), runs out, the walk raises :class:`WalkIncompleteError` naming
-the pages in doubt.
+Anything else (a count that fell across the seam, a deletion the front shows) is not
+assumed away: the seams are *verified*. One read, sent after both sides came back, with a
+page size chosen so that it covers the end of ``X`` and the start of ``Y`` as they stand
+now (several seams in doubt share one read). Its seams with ``X`` and ``Y`` are proven by
+overlap, and the tasks it holds between the two are the ones the seams could have hidden:
+they are handed out unless handed out already. A read that misses (the space moved again,
+or a side was deleted) is made again, wider, leaning on the next page out. Nothing is
+accepted unproven: when the request budget (which grows with the progress and the change
+the walk observes, never with a count a server claims) runs out, the walk raises
+:class:`WalkIncompleteError` naming the pages in doubt.
 
 Dedupe never looks at timestamps. A task is handed out unless its ``task_id`` is in the
-memory of recent hand-outs, or it comes before (is newer than) a task in that memory within
-the same answer: such a task was handed out already, created during the walk, or lies in a
-gap whose verification hands it out. The memory holds a window of pages plus twice the
-change of count observed, so it stays flat on a space that does not change.
+memory of recent hand-outs, or it comes before (is newer than) such a task within the same
+page: a task newer than one handed out was handed out too, or was created during the walk,
+or lies in a seam whose verification hands it out. The memory holds a window of pages plus
+twice the change of count observed, so it stays flat on a space that does not change.
 
-The proofs assume that each answer's ``count`` was taken with its data (the real server
-runs two queries: an answer whose length contradicts its own count is read again, and
-raised if it stays inconsistent), and that between two answers fewer tasks are created
-than the dedupe memory holds while as many are deleted (the count would show anything
-else).
+Checkpoints are in the same coordinates: the rank and ids of the last task taken (anchors,
+found again however many tasks were created or deleted since), the ids taken beyond it,
+and the seams still to prove, each with a few ids of either side (proven on resume by a
+read of the front against the walk's very first one, or verified). A resume that does not
+find its anchors where their rank says reads on, as far as the deletions a read of the
+front measures allow; only when the anchors were deleted does it go by rank, which may
+repeat a task but loses none.
+
+The proofs assume what every answer of the API claims: that its ``count`` was taken with
+its data. The real server runs two queries; an answer whose length contradicts its own
+count is read again, and raised as a :class:`ProtocolError` if it stays inconsistent. They
+also assume that between two answers fewer tasks are created than the dedupe memory holds
+while as many are deleted (the count would show anything else).
 """
 
 from __future__ import annotations
