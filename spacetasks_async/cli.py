@@ -9,37 +9,53 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import math
 import os
 import random
+import shlex
 import signal
+import socket
+import stat
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Coroutine, Sequence
+import warnings
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import attrs
 import orjson
+import yarl
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ._client import MAX_PAGE_SIZE, Client
-from ._convert import encode_space
+from ._client import MAX_PAGE_SIZE, Client, _is_loopback
+from ._convert import encode_space, encode_task
 from ._errors import (
     AuthenticationError,
     ConfigurationError,
+    InsecureTransportWarning,
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
     SpaceTasksError,
     TransportError,
 )
-from ._harvest import Harvest
-from ._output import CheckpointError, CheckpointFile, OutputFile, SpaceProgress, encode_lines
+from ._formats import (
+    Compression,
+    OutputChangedError,
+    OutputError,
+    OutputFormat,
+    Sink,
+    infer_format,
+    open_sink,
+)
+from ._harvest import Harvest, SpaceFailure
+from ._output import CheckpointError, CheckpointFile, LockedError, RunLock, SpaceProgress
 from ._progress import (
     Display,
     LiveDisplay,
@@ -50,6 +66,7 @@ from ._progress import (
     fmt_seconds,
 )
 from ._retry import RetryPolicy
+from ._validate import MAX_IN_FLIGHT
 
 __all__ = ["EXIT_CODES", "build_parser", "main"]
 
@@ -67,7 +84,8 @@ EXIT_INTERRUPTED: Final = 130
 EXIT_CODES: Final = {
     EXIT_OK: "every space was harvested",
     EXIT_ERROR: "an error other than below (server error after retries, I/O error, ...)",
-    EXIT_USAGE: "bad argument, missing key or org handle, unusable checkpoint",
+    EXIT_USAGE: "bad argument, missing key or org handle, unusable checkpoint or output, "
+    "or another run using the same output or checkpoint",
     EXIT_AUTH: "the server rejected the API key (HTTP 401/403)",
     EXIT_UNREACHABLE: "the server could not be reached (connection error, timeout)",
     EXIT_PARTIAL: "partial: some spaces failed (listed with reasons); the others were written",
@@ -77,6 +95,8 @@ EXIT_CODES: Final = {
 DEFAULT_PAGE_SIZE: Final = 100
 DEFAULT_CONCURRENCY: Final = 16
 DEFAULT_CHECKPOINT_INTERVAL: Final = 1.0
+#: Each commit of a Parquet dataset writes one part file: fewer, larger parts read faster.
+PARQUET_CHECKPOINT_INTERVAL: Final = 10.0
 
 log = logging.getLogger("spacetasks_async")
 
@@ -127,15 +147,28 @@ def _epilog(examples: str) -> str:
 
 def _add_connection(parser: argparse.ArgumentParser, *, org_help: str) -> None:
     group = parser.add_argument_group("connection")
-    group.add_argument(
+    keys = group.add_mutually_exclusive_group()
+    keys.add_argument(
         "--api-key",
         metavar="KEY",
-        help="Unpod API key (default: $UNPOD_API_KEY); never printed",
+        help="Unpod API key; never printed, but visible to other users in `ps` while the "
+        "command runs: prefer $UNPOD_API_KEY (the default) or --api-key-file",
+    )
+    keys.add_argument(
+        "--api-key-file",
+        type=Path,
+        metavar="FILE",
+        help="read the API key from FILE (its first line; '-': stdin)",
     )
     group.add_argument(
         "--base-url",
         metavar="URL",
         help="API host (default: $UNPOD_BASE_URL, else https://unpod.ai)",
+    )
+    group.add_argument(
+        "--allow-http",
+        action="store_true",
+        help="allow a plain http:// base URL to another machine (the key goes in clear)",
     )
     group.add_argument("--org-handle", metavar="HANDLE", help=org_help)
     group.add_argument(
@@ -196,10 +229,13 @@ def _add_harvest_tuning(parser: argparse.ArgumentParser, *, concurrency: int) ->
     )
     group.add_argument(
         "--concurrency",
-        type=_int_at_least(1),
+        # Each request in flight may hold a socket: the library's ceiling keeps a run
+        # within a 1024-file-descriptor process.
+        type=_int_at_least(1, MAX_IN_FLIGHT),
         default=concurrency,
         metavar="N",
-        help=f"requests in flight at once, shared by all spaces (default: {concurrency})",
+        help=f"requests in flight at once, shared by all spaces, 1 to {MAX_IN_FLIGHT} "
+        f"(default: {concurrency})",
     )
 
 
@@ -223,10 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     harvest = sub.add_parser(
         "harvest",
-        help="write every task of some spaces as JSON Lines",
+        help="write every task of some spaces as JSON Lines, CSV or Parquet",
         description=_para(
-            "Write every task of the given spaces as JSON Lines: one task per line, with "
-            "every key the API sent, unchanged, plus 'space_token'. Spaces are walked "
+            "Write every task of the given spaces as JSON Lines (one task per line, with "
+            "every key the API sent, unchanged, plus 'space_token'), CSV or a Parquet "
+            "dataset (one documented schema: typed columns, nothing lost). Spaces are walked "
             "concurrently; within a space, tasks keep the server's order (newest first)."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -236,10 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
             "  spacetasks harvest --all-spaces --org-handle acme -o all.jsonl "
             "--checkpoint all.ckpt\n"
             "  spacetasks harvest --tokens-file tokens.txt | jq .task_id\n"
+            "  spacetasks harvest TOKEN_A -o tasks.parquet --checkpoint tasks.ckpt\n"
             "\nresume: with --checkpoint FILE, progress is recorded as the harvest goes; after "
             "a crash,\na kill or Ctrl-C, the same command continues where it stopped "
             "(the output ends with\nevery task exactly once; spaces already done are not "
-            "fetched again).\n"
+            "fetched again). The output must be the one the checkpoint was written with: a\n"
+            "replaced or changed output is refused, never cut. A run locks its output and\n"
+            "checkpoint: a second run on either fails at once (exit 2).\n"
         ),
     )
     harvest.add_argument(
@@ -262,8 +302,20 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         type=Path,
-        metavar="FILE",
-        help="write JSON Lines to FILE (default: standard output)",
+        metavar="PATH",
+        help="write to PATH: x.jsonl, x.csv (either optionally .gz or .zst) or x.parquet (a "
+        "dataset directory); '-': standard output, JSON Lines (the default)",
+    )
+    out.add_argument(
+        "--format",
+        choices=[f.value for f in OutputFormat],
+        default=None,
+        help="the output format, whatever the name of --output says (default: from it)",
+    )
+    out.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output (without it, a new harvest refuses to)",
     )
     out.add_argument(
         "--checkpoint",
@@ -274,10 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--checkpoint-interval",
         type=_float_above(0, inclusive=True),
-        default=DEFAULT_CHECKPOINT_INTERVAL,
+        default=None,
         metavar="SECONDS",
-        help="rewrite the checkpoint at most this often, and when a space ends; 0: after "
-        f"every page (default: {DEFAULT_CHECKPOINT_INTERVAL:g})",
+        help="commit the output and rewrite the checkpoint at most this often, and when a "
+        f"space ends; 0: after every page (default: {DEFAULT_CHECKPOINT_INTERVAL:g}; "
+        f"Parquet: {PARQUET_CHECKPOINT_INTERVAL:g}, as each commit writes a part file)",
     )
     _add_harvest_tuning(harvest, concurrency=DEFAULT_CONCURRENCY)
     harvest.add_argument(
@@ -358,8 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path("tasks.jsonl"),
         metavar="FILE",
-        help="default: tasks.jsonl",
+        help="JSON Lines, plain (default: tasks.jsonl)",
     )
+    demo.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
     _add_harvest_tuning(demo, concurrency=DEFAULT_CONCURRENCY)
     _add_verbosity(demo)
     demo.set_defaults(handler=_cmd_demo)
@@ -392,6 +446,39 @@ class Ui:
         if not self.quiet:
             # Unwrapped by default: a line with a path stays one line for copy and grep.
             self.console.print(message, soft_wrap=not wrap, highlight=False, markup=False)
+
+    @contextlib.asynccontextmanager
+    async def phase(self, text: str) -> AsyncIterator[None]:
+        """Say what the command is doing while it waits (connecting, listing spaces).
+
+        A spinner on a terminal; elsewhere a line every ``progress_every`` seconds once the
+        wait lasts that long (a quick step prints nothing); nothing with ``--quiet``.
+
+        Args:
+            text: what is being done, e.g. ``"connecting to https://unpod.ai"``.
+        """
+        if self.quiet:
+            yield
+            return
+        if self.interactive:
+            with self.console.status(text):
+                yield
+            return
+
+        async def every() -> None:
+            started = time.monotonic()
+            while True:
+                await asyncio.sleep(self.progress_every)
+                waited = fmt_seconds(time.monotonic() - started)
+                self.console.print(
+                    f"{PROG}: {text} ({waited})", markup=False, highlight=False, soft_wrap=True
+                )
+
+        ticker = asyncio.create_task(every())
+        try:
+            yield
+        finally:
+            ticker.cancel()
 
     def display(self, tracker: Tracker, title: str, *, output_on_terminal: bool) -> Display:
         """The progress display that fits the terminal and the options."""
@@ -447,9 +534,17 @@ class UsageError(Exception):
 def _exit_code(error: BaseException) -> int:
     if isinstance(error, AuthenticationError | PermissionDeniedError):
         return EXIT_AUTH
-    if isinstance(error, TransportError):
+    if isinstance(error, TransportError | UnreachableError):
         return EXIT_UNREACHABLE
-    if isinstance(error, ConfigurationError | InvalidArgumentError | CheckpointError | UsageError):
+    if isinstance(
+        error,
+        ConfigurationError
+        | InvalidArgumentError
+        | CheckpointError
+        | UsageError
+        | LockedError
+        | OutputError,
+    ):
         return EXIT_USAGE
     return EXIT_ERROR
 
@@ -467,7 +562,10 @@ def _describe(error: BaseException, base_url: str | None) -> str:
     if isinstance(error, TransportError):
         return f"cannot reach {where}: {error.message}"
     if isinstance(error, NotFoundError) and error.space_token is None:
-        return f"{error.message}: check --org-handle or UNPOD_ORG_HANDLE"
+        return (
+            f"{error.message}: check --org-handle or UNPOD_ORG_HANDLE, and that the base URL "
+            f"{where} is the API host alone (no path)"
+        )
     if isinstance(error, OSError):
         name = f" {error.filename}" if error.filename else ""
         return f"cannot write{name}: {error.strerror or error}"
@@ -531,32 +629,56 @@ def _run(make: Callable[[Interrupt], Coroutine[Any, Any, int]]) -> int:
 
 @attrs.frozen
 class HarvestJob:
-    """What one harvest does, independent of where the options came from."""
+    """What one harvest does, independent of where the options came from.
+
+    Attributes:
+        tokens: spaces named on the command line (or in a tokens file).
+        all_spaces: also every space of the organization.
+        output: the output path; ``None``: standard output.
+        format: the output format.
+        compression: the output compression.
+        overwrite: a new harvest may replace an existing output.
+        checkpoint: the checkpoint file, or ``None``.
+        checkpoint_interval: seconds between two commits of output and checkpoint.
+        page_size: tasks per request.
+        concurrency: requests in flight.
+        max_items: at most this many tasks per space (``None``: all).
+        where: for the display's title: "from <base url> into <output>".
+    """
 
     tokens: tuple[str, ...]
-    """Spaces named on the command line (or in a tokens file)."""
     all_spaces: bool
-    """Also every space of the organization."""
     output: Path | None
-    """None: standard output."""
+    format: OutputFormat
+    compression: Compression
+    overwrite: bool
     checkpoint: Path | None
     checkpoint_interval: float
     page_size: int
     concurrency: int
     max_items: int | None
     where: str
-    """For the display's title: "from <base url> into <output>"."""
 
 
 @attrs.define
 class Outcome:
-    """How a harvest ended."""
+    """How a harvest ended.
+
+    Attributes:
+        tracker: what was done, for the summary.
+        output_name: the output, as shown.
+        checkpoint: the checkpoint file, or ``None``.
+        interrupted: stopped by Ctrl-C or SIGTERM.
+        nothing_to_do: every space was done already (or there was none).
+        hint: a line that may explain the failures (e.g. a base URL with a path).
+    """
 
     tracker: Tracker
     output_name: str
     checkpoint: Path | None
     interrupted: bool = False
     nothing_to_do: bool = False
+    hint: str | None = None
 
     @property
     def failed(self) -> list[tuple[str, str]]:
@@ -580,14 +702,17 @@ def _read_tokens(path: Path) -> list[str]:
     return tokens
 
 
-async def _resolve_tokens(client: Client, job: HarvestJob, cp: CheckpointFile | None) -> list[str]:
+async def _resolve_tokens(
+    client: Client, job: HarvestJob, cp: CheckpointFile | None, ui: Ui
+) -> list[str]:
     tokens = list(job.tokens)
     if job.all_spaces:
         if cp is not None:
             # A resumed --all-spaces run keeps the spaces it planned, even ones gone since
             # (they fail and are reported), and adds the new ones at the end.
             tokens += list(cp.spaces)
-        tokens += [space.token async for space in client.iter_spaces() if space.token]
+        async with ui.phase(f"listing the spaces of {client.org_handle} at {client.base_url}"):
+            tokens += [space.token async for space in client.iter_spaces() if space.token]
     elif not tokens and cp is not None:
         tokens = list(cp.spaces)  # a resume may leave the spaces out: the checkpoint has them
     if not tokens and not job.all_spaces:
@@ -603,21 +728,222 @@ async def _tick(display: Display) -> None:
         display.refresh()
 
 
+class UnreachableError(Exception):
+    """The server cannot be reached at all (name unknown, connection refused): exit 4."""
+
+
+#: Seconds the first contact waits for a connection: a live host answers within this even
+#: far away, and an unreachable one is reported within a few seconds, not after retries.
+FIRST_CONTACT_TIMEOUT: Final = 10.0
+
+
+async def check_reachable(base_url: str, wait: float) -> None:
+    """Open (and close) one TCP connection to the host of ``base_url``, or raise at once.
+
+    The first contact of a run is not retried: a name that does not resolve or a refused
+    connection will not get better within the retries' minutes, and the user should see
+    the reason at once instead of a progress display of nothing.
+
+    Args:
+        base_url: the client's checked base URL.
+        wait: seconds to wait for the connection.
+
+    Raises:
+        UnreachableError: naming the host and the reason.
+    """
+    url = yarl.URL(base_url)
+    host, port = url.host or "", url.port
+    try:
+        async with asyncio.timeout(wait):
+            _, writer = await asyncio.open_connection(host, port)
+    except socket.gaierror as exc:
+        raise UnreachableError(
+            f"cannot reach {base_url}: the host name {host} does not resolve "
+            f"({exc.strerror}); check --base-url or UNPOD_BASE_URL"
+        ) from None
+    except TimeoutError:
+        raise UnreachableError(
+            f"cannot reach {base_url}: no connection to {host}:{port} within {wait:g} s"
+        ) from None
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise UnreachableError(
+            f"cannot reach {base_url}: {reason} ({host}:{port}); is the server running, "
+            "and is --base-url right?"
+        ) from None
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+
+
+async def _check_key(client: Client, token: str) -> None:
+    """One small request before the display starts: a bad key fails here, with exit 3."""
+    try:
+        await client.get_page(token, page=1, page_size=1)
+    except (AuthenticationError, PermissionDeniedError):
+        raise
+    except SpaceTasksError:
+        pass  # this space's own trouble: the harvest meets it again and reports it
+
+
+def _refuse_existing(job: HarvestJob) -> None:
+    """A new harvest never replaces an existing output unless ``--overwrite`` says so."""
+    if job.output is None or job.overwrite:
+        return
+    path = job.output
+    if job.format is OutputFormat.PARQUET and path.is_dir():
+        if not any(not name.startswith((".", "_")) for name in os.listdir(path)):
+            return  # an empty dataset directory: nothing to lose
+    elif not os.path.lexists(path):
+        return
+    resume = (
+        f"its checkpoint {job.checkpoint} is gone or new"
+        if job.checkpoint is not None
+        else "resume it with the --checkpoint of the run that wrote it"
+    )
+    raise UsageError(
+        f"{path} exists and a new harvest would replace it: pass --overwrite to replace it, "
+        f"choose another --output, or {resume}"
+    )
+
+
+def _no_404_hint(base_url: str, failures: Sequence[SpaceFailure], todo: Sequence[str]) -> str:
+    if not todo or len(failures) < len(todo):
+        return ""
+    if not all(isinstance(f.error, NotFoundError) for f in failures):
+        return ""
+    path = yarl.URL(base_url).path.rstrip("/")
+    where = f" carries the path {path!r}, which" if path else ""
+    return (
+        f"every space answered HTTP 404: the base URL {base_url}{where} may be wrong; it "
+        "is the API host alone (e.g. https://unpod.ai), the client adds /api/v2/... itself"
+    )
+
+
+class _FirstAnswerDisplay:
+    """A display that shows "waiting for the first answers" until totals mean something.
+
+    Until the first ``count`` arrives every total is zero, which a progress display would
+    show as 100% of nothing; this one holds the real display back until then.
+    """
+
+    def __init__(self, inner: Display, tracker: Tracker, ui: Ui, text: str) -> None:
+        """Wrap ``inner``.
+
+        Args:
+            inner: the real display.
+            tracker: what it shows.
+            ui: where the waiting message goes.
+            text: the waiting message.
+        """
+        self._inner = inner
+        self._tracker = tracker
+        self._ui = ui
+        self._text = text
+        self._started = False
+        self._status: contextlib.AbstractContextManager[Any] | None = None
+        self._since = time.monotonic()
+        self.interval: float = inner.interval
+
+    def _ready(self) -> bool:
+        _, total, estimate = self._tracker.totals()
+        return total > 0 or not estimate
+
+    def start(self) -> None:
+        """Wait for the first answers (a spinner on a terminal)."""
+        if self._ready():
+            self._go()
+        elif self._ui.interactive and not isinstance(self._inner, NullDisplay):
+            self._status = self._ui.console.status(self._text)
+            self._status.__enter__()
+
+    def _go(self) -> None:
+        self._stop_status()
+        self._started = True
+        self._inner.start()
+
+    def _stop_status(self) -> None:
+        status, self._status = self._status, None
+        if status is not None:
+            status.__exit__(None, None, None)
+
+    def refresh(self) -> None:
+        """Redraw the real display, or keep waiting (a plain line now and then)."""
+        if self._started:
+            self._inner.refresh()
+        elif self._ready():
+            self._go()
+        elif isinstance(self._inner, PlainDisplay):
+            waited = fmt_seconds(time.monotonic() - self._since)
+            self._ui.console.print(
+                f"{PROG}: {self._text} ({waited})", markup=False, highlight=False, soft_wrap=True
+            )
+
+    def stop(self) -> None:
+        """Stop whichever is showing."""
+        self._stop_status()
+        if self._started:
+            self._inner.stop()
+
+
+def _lockable(path: Path) -> bool:
+    # Standard output, a device or a pipe (-o /dev/null) is no file another run could share.
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return True
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
+
+
 async def run_harvest(
     client: Client, job: HarvestJob, ui: Ui, interrupt: Interrupt, retries: RetryCount
 ) -> Outcome:
     """Harvest ``job`` with ``client``: write the output, keep the checkpoint, show progress.
 
-    Raises the error of a fatal failure (bad key, unreachable server, unusable checkpoint)
-    after leaving the output and the checkpoint consistent. A Ctrl-C (``interrupt``) ends it
-    early, with ``Outcome.interrupted`` set. ``retries`` is the ``on_retry`` of ``client``.
+    The output and the checkpoint are locked for the whole run. Raises the error of a fatal
+    failure (bad key, unreachable server, unusable checkpoint or output, another run on the
+    same files) after leaving the output and the checkpoint consistent. A Ctrl-C
+    (``interrupt``) ends it early, with ``Outcome.interrupted`` set.
+
+    Args:
+        client: the client (not yet used).
+        job: what to harvest, and where to.
+        ui: where messages and progress go.
+        interrupt: set by the signal handler when Ctrl-C or SIGTERM asked to stop.
+        retries: the ``on_retry`` of ``client`` (counted for the display).
     """
+    with RunLock() as lock:
+        if job.output is not None and _lockable(job.output):
+            lock.acquire(job.output, "output")
+        if job.checkpoint is not None:
+            lock.acquire(job.checkpoint, "checkpoint")
+        return await _run_locked(client, job, ui, interrupt, retries)
+
+
+async def _run_locked(
+    client: Client, job: HarvestJob, ui: Ui, interrupt: Interrupt, retries: RetryCount
+) -> Outcome:
     cp = None
     if job.checkpoint is not None:
         if job.output is None:
             raise UsageError("--checkpoint needs --output FILE (standard output cannot resume)")
-        cp = CheckpointFile.open(job.checkpoint, job.output, job.page_size)
-    tokens = await _resolve_tokens(client, job, cp)
+        cp = CheckpointFile.open(
+            job.checkpoint,
+            job.output,
+            format=job.format.value,
+            compression=job.compression.value,
+            page_size=job.page_size,
+            max_items=job.max_items,
+        )
+        cp.check_tokens(job.tokens, all_spaces=job.all_spaces)
+    resumed = cp is not None and cp.resumed
+    if not resumed:
+        _refuse_existing(job)  # before any request: a refusal costs nothing
+    async with ui.phase(f"connecting to {client.base_url}"):
+        await check_reachable(
+            client.base_url, min(FIRST_CONTACT_TIMEOUT, client.timeout.total or 60)
+        )
+    tokens = await _resolve_tokens(client, job, cp, ui)
     progress: dict[str, SpaceProgress] = cp.spaces if cp is not None else {}
     for token in tokens:
         progress.setdefault(token, SpaceProgress())
@@ -627,21 +953,7 @@ async def run_harvest(
     tracker = Tracker(tokens, prior, skipped, retries)
     output_name = str(job.output) if job.output is not None else "standard output"
     outcome = Outcome(tracker, output_name, job.checkpoint)
-    # Built before the output is touched: a bad token fails here, leaving the file alone.
-    harvest = client.harvest(
-        todo,
-        page_size=job.page_size,
-        concurrency=job.concurrency,
-        max_items_per_space=job.max_items,
-        collect_failures=True,  # the summary names them and the exit code is 5
-        checkpoints={
-            t: point
-            for t in todo
-            if (point := progress[t].resume_point(t, job.page_size)) is not None
-        },
-    )
-    tracker.harvest = harvest
-    if cp is not None and cp.resumed:
+    if resumed:
         ui.info(
             f"resuming from {job.checkpoint}: {len(skipped)} of {len(tokens)} spaces done, "
             f"{sum(prior.values()):,} tasks already in {output_name}"
@@ -650,65 +962,119 @@ async def run_harvest(
         outcome.nothing_to_do = True
         tracker.finish()
         return outcome
-
-    if job.output is None:
-        out = OutputFile.stdout(sys.stdout.buffer)
-    elif cp is not None and cp.resumed:
-        out = OutputFile.resume(job.output, cp.output_offset)
-    else:
-        try:
-            out = OutputFile.create(job.output)
-        except OSError as exc:
-            raise UsageError(f"cannot write {job.output}: {exc.strerror}") from None
-    if cp is not None:
-        cp.output_offset = out.offset
-        try:
-            cp.save()  # from now on a resume knows the plan, even if no page ever arrives
-        except BaseException:
-            out.close()
-            raise
+    if not job.all_spaces:
+        # --all-spaces asked the server already (the listing); otherwise this is the first
+        # request with the key: a bad key ends the run here, before any display or output.
+        async with ui.phase(f"checking the API key at {client.base_url}"):
+            await _check_key(client, todo[0])
+    # Built before the output is touched: a bad token fails here, leaving the file alone.
+    harvest = client.harvest(
+        todo,
+        page_size=job.page_size,
+        concurrency=job.concurrency,
+        max_items_per_space=job.max_items,
+        collect_failures=True,  # the summary names them and the exit code is 5
+        checkpoints={t: point for t in todo if (point := progress[t].walk) is not None},
+    )
+    tracker.harvest = harvest
+    try:
+        sink = open_sink(
+            "-" if job.output is None else job.output,
+            job.format,
+            job.compression,
+            resume_state=cp.output_state if cp is not None and resumed else None,
+            overwrite=job.overwrite,
+        )
+    except OutputChangedError as exc:
+        await harvest.aclose()
+        assert cp is not None  # only a resume checks the output
+        raise CheckpointError(
+            f"{exc}; to start over, delete {cp.path} and pass --overwrite"
+        ) from None
+    except BaseException:
+        await harvest.aclose()
+        raise
+    try:
+        if cp is not None:
+            # From now on a resume knows the plan and the output, even if no page arrives.
+            cp.output_state = sink.commit()
+            cp.save()
+    except BaseException:
+        sink.abort()
+        await harvest.aclose()
+        raise
 
     title = f"harvesting {len(todo)} space{'s' if len(todo) != 1 else ''} {job.where}"
-    display = ui.display(
-        tracker, title, output_on_terminal=job.output is None and sys.stdout.isatty()
+    display = _FirstAnswerDisplay(
+        ui.display(tracker, title, output_on_terminal=job.output is None and sys.stdout.isatty()),
+        tracker,
+        ui,
+        f"waiting for the first answers from {client.base_url}",
     )
     display.start()
     ticker = asyncio.create_task(_tick(display))
-    try:
-        await _consume(harvest, out, cp, progress, tracker, job)
-    except asyncio.CancelledError:
-        if interrupt.signum is None:
-            raise
-        # Our own Ctrl-C: everything written so far is whole; the cleanup below records it.
-        outcome.interrupted = True
-    finally:
+
+    async def wind_down(*, failing: bool) -> None:
         ticker.cancel()
         display.stop()
         tracker.finish()
-        await harvest.aclose()
         try:
             if cp is not None:
-                out.sync()
-                cp.output_offset = out.offset
-                cp.save()
+                try:
+                    _record(cp, sink, progress, harvest)
+                except (OSError, OutputError):
+                    if not failing:
+                        raise
+                    # The error on its way out says what broke; the last checkpoint stands.
         finally:
-            out.close()
+            try:
+                sink.close()
+            finally:
+                await harvest.aclose()
+
+    try:
+        await _consume(harvest, sink, cp, progress, tracker, job)
+    except asyncio.CancelledError:
+        if interrupt.signum is None:
+            await wind_down(failing=True)
+            raise
+        # Our own Ctrl-C: everything written so far is whole; wind_down records it.
+        outcome.interrupted = True
+    except BaseException:
+        await wind_down(failing=True)
+        raise
+    await wind_down(failing=False)
+    if not outcome.interrupted:
+        outcome.hint = _no_404_hint(client.base_url, harvest.failures, todo) or None
     return outcome
+
+
+def _record(
+    cp: CheckpointFile, sink: Sink, progress: dict[str, SpaceProgress], harvest: Harvest
+) -> None:
+    """Commit the output, then save the checkpoint that describes exactly that output."""
+    for token, state in progress.items():
+        if not state.done and (point := harvest.checkpoint(token)) is not None:
+            state.walk = point  # the walk's own checkpoint: every page handed out is written
+    cp.output_state = sink.commit()
+    cp.save()
 
 
 async def _consume(
     harvest: Harvest,
-    out: OutputFile,
+    sink: Sink,
     cp: CheckpointFile | None,
     progress: dict[str, SpaceProgress],
     tracker: Tracker,
     job: HarvestJob,
 ) -> None:
-    """Write pages as they come; checkpoint between pages (see ``_output``)."""
+    """Write pages as they come; commit and checkpoint between pages (see ``_output``)."""
     last_save = time.monotonic()
     n_completed = 0
     n_failed = 0
     limit = job.max_items  # on a resumed space, it counts the tasks of earlier runs too
+    # Each Parquet commit writes a part file: a space ending is not worth one of its own.
+    commit_on_done = job.format is not OutputFormat.PARQUET
     pages = harvest.pages()
     while True:
         try:
@@ -724,7 +1090,8 @@ async def _consume(
                 tasks = tasks[: max(0, limit - state.tasks)]
             if not state.done:
                 if tasks:
-                    out.write(encode_lines(token, tasks))
+                    # Exactly what the API sent: the sink adds space_token and converts.
+                    sink.write(token, [encode_task(task) for task in tasks])
                 state.tasks += len(tasks)
                 tracker.wrote(token, len(tasks))
                 if limit is not None and state.tasks >= limit:
@@ -738,15 +1105,15 @@ async def _consume(
             if isinstance(failure.error, AuthenticationError | PermissionDeniedError):
                 raise failure.error  # the key is bad for every space: stop now
         n_failed = len(harvest.failures)
-        if cp is not None and (
-            not more or new_done or time.monotonic() - last_save >= job.checkpoint_interval
+        if (
+            cp is not None
+            and more
+            and (
+                (new_done and commit_on_done)
+                or time.monotonic() - last_save >= job.checkpoint_interval
+            )
         ):
-            for token, state in progress.items():
-                if not state.done and (point := harvest.checkpoint(token)) is not None:
-                    state.walk = point  # the walk's own checkpoint: every page written
-            out.sync()
-            cp.output_offset = out.offset
-            cp.save()
+            _record(cp, sink, progress, harvest)
             last_save = time.monotonic()
         if not more:
             break
@@ -800,6 +1167,8 @@ def _print_summary(ui: Ui, outcome: Outcome) -> None:
         ui.console.print(Text(f"failed spaces ({len(failed)}):", style="bold red"), highlight=False)
         for token, reason in failed:
             ui.console.print(f"  {token}: {reason}", markup=False, highlight=False, soft_wrap=True)
+    if outcome.hint:
+        ui.console.print(f"hint: {outcome.hint}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _final_line(ui: Ui, outcome: Outcome, *, resumable: bool = True) -> None:
@@ -815,6 +1184,9 @@ def _final_line(ui: Ui, outcome: Outcome, *, resumable: bool = True) -> None:
         else:
             hint = " (use --checkpoint FILE to be able to resume)" if resumable else ""
             ui.info(f"interrupted: {where} holds {t.new_tasks:,} tasks, not all{hint}")
+        return
+    if outcome.nothing_to_do and not t.tokens:
+        ui.info("nothing to do: the organization has no spaces")
         return
     if outcome.nothing_to_do:
         ui.info(
@@ -842,25 +1214,66 @@ def _outcome_code(outcome: Outcome, interrupt: Interrupt) -> int:
 # -- commands --------------------------------------------------------------------------
 
 
-def _client(args: argparse.Namespace, *, need_org: bool, **extra: Any) -> Client:
-    api_key = args.api_key or os.environ.get("UNPOD_API_KEY")
-    if not api_key:
-        raise UsageError("no API key: pass --api-key or set UNPOD_API_KEY")
+def _api_key(args: argparse.Namespace) -> str:
+    """The key from --api-key, --api-key-file or $UNPOD_API_KEY (in that order)."""
+    if args.api_key:
+        return str(args.api_key)
+    path: Path | None = args.api_key_file
+    if path is not None:
+        try:
+            text = sys.stdin.readline() if str(path) == "-" else path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise UsageError(f"cannot read --api-key-file {path}: {reason}") from None
+        lines = text.splitlines()
+        key = lines[0].strip() if lines else ""
+        if not key:
+            raise UsageError(f"--api-key-file {path} is empty: its first line is the key")
+        return key
+    key = os.environ.get("UNPOD_API_KEY")
+    if not key:
+        raise UsageError("no API key: set UNPOD_API_KEY, or pass --api-key-file or --api-key")
+    return key
+
+
+def _check_transport(args: argparse.Namespace, ui: Ui) -> None:
+    """Refuse to send the key in clear to another machine unless --allow-http says so."""
+    base = args.base_url or os.environ.get("UNPOD_BASE_URL") or ""
+    try:
+        url = yarl.URL(base)
+    except (TypeError, ValueError):
+        return  # the client names what is wrong with it
+    if url.scheme.lower() != "http" or _is_loopback(url.host or ""):
+        return
+    if not args.allow_http:
+        raise UsageError(
+            f"the base URL {base} is plain http to another machine: the API key would go "
+            "over the network in clear; use https, or pass --allow-http if that is intended"
+        )
+    ui.info(f"{PROG}: warning: sending the API key in clear to {url.host} (--allow-http)")
+
+
+def _client(args: argparse.Namespace, ui: Ui, *, need_org: bool, **extra: Any) -> Client:
+    api_key = _api_key(args)
     org = args.org_handle or os.environ.get("UNPOD_ORG_HANDLE")
     if need_org and not org:
         raise UsageError(
             "listing spaces needs the organization handle: pass --org-handle or set "
             "UNPOD_ORG_HANDLE"
         )
-    return Client(
-        api_key,
-        base_url=args.base_url,
-        org_handle=org,
-        timeout=args.timeout,
-        retry=RetryPolicy(max_attempts=args.max_retries + 1),
-        rate=args.rate,
-        **extra,
-    )
+    _check_transport(args, ui)
+    with warnings.catch_warnings():
+        # Said above, once, in the command's words (or refused without --allow-http).
+        warnings.simplefilter("ignore", InsecureTransportWarning)
+        return Client(
+            api_key,
+            base_url=args.base_url,
+            org_handle=org,
+            timeout=args.timeout,
+            retry=RetryPolicy(max_attempts=args.max_retries + 1),
+            rate=args.rate,
+            **extra,
+        )
 
 
 def _fatal(ui: Ui, error: BaseException, client: Client | None) -> int:
@@ -874,9 +1287,33 @@ def _cmd_harvest(args: argparse.Namespace) -> int:
         tokens = list(args.tokens)
         if args.tokens_file is not None:
             tokens += _read_tokens(args.tokens_file)
-        if args.checkpoint is not None and args.output is None:
-            raise UsageError("--checkpoint needs --output FILE (standard output cannot resume)")
-    except UsageError as exc:
+        if (
+            not tokens
+            and not args.all_spaces
+            and not (args.checkpoint and args.checkpoint.exists())
+        ):
+            # Said before any request (a resume may take its spaces from the checkpoint).
+            raise UsageError(
+                "no spaces: give SPACE_TOKEN arguments, --tokens-file FILE or --all-spaces"
+            )
+        output: Path | None = args.output
+        if output is not None and str(output) == "-":
+            output = None  # standard output, said explicitly
+        # Before any request: a name that says no format fails at once.
+        fmt, comp = infer_format(output if output is not None else "-", args.format)
+        if args.checkpoint is not None:
+            if output is None:
+                raise UsageError("--checkpoint needs --output FILE (standard output cannot resume)")
+            if args.checkpoint.resolve() == output.resolve():
+                raise UsageError("--checkpoint and --output must be two different files")
+        interval = args.checkpoint_interval
+        if interval is None:
+            interval = (
+                PARQUET_CHECKPOINT_INTERVAL
+                if fmt is OutputFormat.PARQUET
+                else DEFAULT_CHECKPOINT_INTERVAL
+            )
+    except (UsageError, OutputError) as exc:
         ui.error(str(exc))
         return EXIT_USAGE
 
@@ -884,25 +1321,39 @@ def _cmd_harvest(args: argparse.Namespace) -> int:
         client: Client | None = None
         try:
             client = _client(
-                args, need_org=args.all_spaces, max_in_flight=args.concurrency, on_retry=retries
+                args,
+                ui,
+                need_org=args.all_spaces,
+                max_in_flight=args.concurrency,
+                on_retry=retries,
             )
             job = HarvestJob(
                 tokens=tuple(tokens),
                 all_spaces=args.all_spaces,
-                output=args.output,
+                output=output,
+                format=fmt,
+                compression=comp,
+                overwrite=args.overwrite,
                 checkpoint=args.checkpoint,
-                checkpoint_interval=args.checkpoint_interval,
+                checkpoint_interval=interval,
                 page_size=args.page_size,
                 concurrency=args.concurrency,
                 max_items=args.max_items,
                 where=f"from {client.base_url} into "
-                f"{args.output if args.output is not None else 'standard output'}",
+                f"{output if output is not None else 'standard output'}",
             )
             async with client:
                 outcome = await run_harvest(client, job, ui, interrupt, retries)
         except BrokenPipeError:
             raise  # the reader of standard output left: see main()
-        except (SpaceTasksError, CheckpointError, UsageError, OSError) as exc:
+        except (
+            SpaceTasksError,
+            CheckpointError,
+            UsageError,
+            LockedError,
+            UnreachableError,
+            OSError,
+        ) as exc:
             return _fatal(ui, exc, client)
         _print_summary(ui, outcome)
         _final_line(ui, outcome)
@@ -918,10 +1369,13 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
     async def command(interrupt: Interrupt) -> int:
         client: Client | None = None
         try:
-            client = _client(args, need_org=True)
+            client = _client(args, ui, need_org=True)
             async with client:
-                spaces = [space async for space in client.iter_spaces()]
-        except (SpaceTasksError, UsageError) as exc:
+                async with ui.phase(f"connecting to {client.base_url}"):
+                    await check_reachable(client.base_url, min(FIRST_CONTACT_TIMEOUT, args.timeout))
+                async with ui.phase(f"listing the spaces of {client.org_handle}"):
+                    spaces = [space async for space in client.iter_spaces()]
+        except (SpaceTasksError, UsageError, UnreachableError) as exc:
             return _fatal(ui, exc, client)
         if args.json:
             out = sys.stdout.buffer
@@ -949,14 +1403,45 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .testing.__main__ import config_from_args, run
+    from .testing import UnpodServer
+    from .testing.__main__ import config_from_args
 
+    err = Console(stderr=True, highlight=False)
     try:
         config = config_from_args(args)
     except ValueError as exc:  # e.g. a fault rate out of range
-        Console(stderr=True).print(f"{PROG}: error: {exc}", markup=False, highlight=False)
+        err.print(f"{PROG}: error: {exc}", markup=False)
         return EXIT_USAGE
-    return run(config)
+
+    async def serve(interrupt: Interrupt) -> int:
+        try:
+            async with UnpodServer(config) as server:
+                # Only shell assignments on stdout, so `eval "$(spacetasks serve ...)"` and
+                # `source <(...)` work; the rest goes to stderr. Printing the key is the
+                # point here: it is a throwaway key of a local test server.
+                for name, value in (
+                    ("UNPOD_BASE_URL", server.base_url),
+                    ("UNPOD_API_KEY", server.api_key),
+                    ("UNPOD_ORG_HANDLE", server.org_handle),
+                    ("SPACE_TOKENS", ",".join(server.space_tokens)),
+                ):
+                    print(f"{name}={shlex.quote(value)}")
+                sys.stdout.flush()
+                err.print(
+                    f"Serving {len(server.space_tokens)} spaces at {server.base_url}; "
+                    "press Ctrl-C to stop.",
+                    markup=False,
+                )
+                await asyncio.Event().wait()  # until Ctrl-C or SIGTERM cancels it
+        except OSError as exc:  # e.g. the port is taken
+            err.print(f"{PROG}: error: cannot serve: {exc.strerror or exc}", markup=False)
+            return EXIT_ERROR
+        return EXIT_OK  # pragma: no cover (the wait above only ends by a signal)
+
+    if _run(serve) == EXIT_ERROR:
+        return EXIT_ERROR
+    err.print("Stopped.", markup=False)
+    return EXIT_OK
 
 
 def demo_sizes(spaces: int, tasks: int, seed: int) -> tuple[int, ...]:
@@ -1005,6 +1490,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .testing import FaultPlan, ServerConfig, UnpodServer
 
     ui = _make_ui(args)
+    try:
+        fmt, comp = infer_format(args.output)
+    except OutputError as exc:
+        ui.error(str(exc))
+        return EXIT_USAGE
+    if (fmt, comp) != (OutputFormat.JSONL, Compression.NONE):
+        # The demo checks its output line by line against the server.
+        ui.error(f"the demo writes plain JSON Lines: name the output *.jsonl, not {args.output}")
+        return EXIT_USAGE
     sizes = demo_sizes(args.spaces, args.tasks, args.seed)
     fault_plan = (
         # At most two faults per page: every page gets through within the retries.
@@ -1048,6 +1542,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 tokens=(),
                 all_spaces=True,
                 output=args.output,
+                format=fmt,
+                compression=comp,
+                overwrite=args.overwrite,
                 checkpoint=None,
                 checkpoint_interval=DEFAULT_CHECKPOINT_INTERVAL,
                 page_size=args.page_size,
@@ -1058,7 +1555,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             try:
                 async with client:
                     outcome = await run_harvest(client, job, ui, interrupt, retries)
-            except (SpaceTasksError, CheckpointError, UsageError, OSError) as exc:
+            except (
+                SpaceTasksError,
+                CheckpointError,
+                UsageError,
+                LockedError,
+                UnreachableError,
+                OSError,
+            ) as exc:
                 return _fatal(ui, exc, client)
             truth = {t: server.space_data(t).live_count for t in server.space_tokens}
         _print_summary(ui, outcome)

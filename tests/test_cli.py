@@ -106,6 +106,15 @@ def checkpoint_of(path: Path) -> dict[str, Any] | None:
     return obj
 
 
+def committed(path: Path) -> int:
+    """Tasks in the output as of the checkpoint at ``path`` (0 while there is none)."""
+    cp = checkpoint_of(path)
+    if cp is None or cp.get("output_state") is None:
+        return 0
+    rows: int = cp["output_state"]["rows"]
+    return rows
+
+
 def pause_after(server: UnpodServer, n: int) -> Callable[[TaskRequest], Awaitable[None]]:
     """A hook that lets ``n`` tasks requests through, then holds every later one."""
     seen = 0
@@ -179,7 +188,7 @@ async def test_killed_harvest_resumes_with_every_task_exactly_once(tmp_path: Pat
         def progressed() -> bool:
             cp = checkpoint_of(ck)
             first = server.space_tokens[0]
-            return cp is not None and cp["output_offset"] > 0 and cp["spaces"][first]["done"]
+            return cp is not None and committed(ck) > 0 and cp["spaces"][first]["done"]
 
         await wait_until(progressed)
         proc.kill()  # SIGKILL: no cleanup at all
@@ -215,7 +224,7 @@ async def test_resume_after_the_space_changed_between_runs_loses_and_repeats_not
         env = cli_env(server)
         hook = pause_after(server, 6)
         proc = await start(*args, env=env)
-        await wait_until(lambda: (checkpoint_of(ck) or {}).get("output_offset", 0) > 0)
+        await wait_until(lambda: committed(ck) > 0)
         await server.wait_in_flight(1)
         proc.kill()
         await finish(proc)
@@ -245,7 +254,7 @@ async def test_ctrl_c_exits_130_promptly_and_the_same_command_resumes(tmp_path: 
         env = cli_env(server)
         hook = pause_after(server, 5)
         proc = await start(*args, env=env)
-        await wait_until(lambda: (checkpoint_of(ck) or {}).get("output_offset", 0) > 0)
+        await wait_until(lambda: committed(ck) > 0)
         await server.wait_in_flight(1)  # the child waits on the paused server
         proc.send_signal(signal.SIGINT)
         result = await finish(proc)  # promptly: the held requests are abandoned
@@ -253,7 +262,7 @@ async def test_ctrl_c_exits_130_promptly_and_the_same_command_resumes(tmp_path: 
         assert "run the same command to resume" in result.stderr
         assert "Traceback" not in result.stderr
         cp = checkpoint_of(ck)
-        assert cp is not None and cp["output_offset"] == out.stat().st_size
+        assert cp is not None and cp["output_state"]["size"] == out.stat().st_size
 
         server.remove_hook(hook)
         server.resume()
@@ -348,15 +357,15 @@ async def test_spaces_json_lists_the_organization() -> None:
         assert read_lines(result.stdout) == [info.as_json() for info in server.spaces]
 
 
-async def test_serve_prints_how_to_connect_and_stops_on_ctrl_c() -> None:
+async def test_serve_prints_only_shell_assignments_and_stops_on_ctrl_c() -> None:
     proc = await start(
         "serve", "--port", "0", "--spaces", "2", "--tasks-per-space", "3", env=cli_env()
     )
     assert proc.stdout is not None
     settings: dict[str, str] = {}
     async with asyncio.timeout(RUN_TIMEOUT):
-        while not (line := (await proc.stdout.readline()).decode()).startswith("Serving"):
-            key, _, value = line.strip().partition("=")
+        while len(settings) < 4:
+            key, _, value = (await proc.stdout.readline()).decode().strip().partition("=")
             settings[key] = value
     assert settings["UNPOD_BASE_URL"].startswith("http://127.0.0.1:")
     assert len(settings["SPACE_TOKENS"].split(",")) == 2
@@ -365,7 +374,10 @@ async def test_serve_prints_how_to_connect_and_stops_on_ctrl_c() -> None:
     assert harvested.code == 0 and len(read_lines(harvested.stdout)) == 6
     proc.send_signal(signal.SIGINT)
     result = await finish(proc)
-    assert result.code == 0 and b"Stopped." in result.stdout
+    assert result.code == 0
+    # Nothing but the assignments on stdout: `eval "$(spacetasks serve)"` works.
+    assert result.stdout == b""
+    assert "Serving" in result.stderr and "Stopped." in result.stderr
 
 
 async def test_demo_harvests_and_verifies_a_small_organization(tmp_path: Path) -> None:
