@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import aiohttp
 import httpx
+import orjson
 
 from spacetasks_async import Client, RetryPolicy
 
@@ -40,6 +42,20 @@ async def walk_spacetasks(
             async for task in tasks:
                 ids.append(task.task_id)
     return ids, walk.stats.retries
+
+
+async def stream_spacetasks(
+    base_url: str, api_key: str, token: str, *, page_size: int, window: int
+) -> int:
+    """``iter_tasks`` over one space holding nothing (a count): the client's side of the floor."""
+    count = 0
+    async with (
+        Client(api_key, base_url=base_url) as client,
+        client.iter_tasks(token, page_size=page_size, window=window) as tasks,
+    ):
+        async for _task in tasks:
+            count += 1
+    return count
 
 
 async def harvest_spacetasks(
@@ -98,3 +114,42 @@ async def sequential_httpx(
                     break
                 page += 1
     return len(tasks)
+
+
+async def windowed_aiohttp(
+    base_url: str, api_key: str, token: str, *, page_size: int, window: int
+) -> int:
+    """The floor of a concurrent walk: bare aiohttp and ``orjson.loads``, holding nothing.
+
+    The first page gives the count; the rest are fetched with at most ``window`` requests in
+    flight, each body parsed into dicts and dropped. No retries, checks or decoding: what
+    any client must at least spend per page. Returns the number of tasks seen.
+    """
+    url = base_url + TASKS_PATH.format(token)
+    seen = 0
+    async with aiohttp.ClientSession(
+        headers=_headers(api_key),
+        connector=aiohttp.TCPConnector(limit=max(window, 8), limit_per_host=0),
+    ) as session:
+        first = {"page": "1", "page_size": str(page_size)}
+        async with session.get(url, params=first) as r:
+            r.raise_for_status()
+            body = orjson.loads(await r.read())
+        count: int = body["count"]
+        seen = len(body["data"])
+        del body
+        pages = -(-count // page_size)
+        queue = iter(range(2, pages + 1))
+
+        async def worker() -> int:
+            # One of ``window`` workers: the window stays full until the pages run out.
+            got = 0
+            for page in queue:
+                params = {"page": str(page), "page_size": str(page_size)}
+                async with session.get(url, params=params) as r:
+                    r.raise_for_status()
+                    got += len(orjson.loads(await r.read())["data"])
+            return got
+
+        seen += sum(await asyncio.gather(*(worker() for _ in range(window))))
+    return seen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import math
@@ -14,9 +15,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
+import cattrs
 import yarl
 
-from ._convert import decode_space, decode_tasks
+from ._convert import converter as _package_converter
+from ._convert import decode_space, decode_tasks, derived_from_package
 from ._errors import (
     ConfigurationError,
     DecodeError,
@@ -51,6 +54,7 @@ from ._validate import (
 
 if TYPE_CHECKING:
     from ._harvest import Harvest, SpaceEvent
+    from ._sync import Sync, SyncState
 
 # The validators and MAX_PAGE_SIZE live in ._validate; they are re-exported here because
 # other modules (and users) have always imported them from this one.
@@ -213,9 +217,16 @@ class Client:
         trace_configs: ``aiohttp.TraceConfig`` objects for the session this client creates.
         on_retry: called with a :class:`RetryEvent` before each retry's wait.
         sleep: the coroutine function used to wait between retries (tests pass a fake).
+        converter: the cattrs converter every page, task and space this client fetches is
+            decoded with (get_page, every walk and harvest, the command line): one made by
+            :func:`~spacetasks_async.make_converter` (or a ``copy()`` of one), with your
+            hooks registered on it, for instance one that decodes ``Task.input`` into your
+            own class. Default: the package's converter, :data:`~spacetasks_async.converter`.
+            Hooks registered on it later are used from the next page on.
 
     Raises:
-        ConfigurationError: for any argument above that is missing or out of bounds.
+        ConfigurationError: for any argument above that is missing or out of bounds, or a
+            converter that is not a cattrs ``Converter`` derived from ``make_converter()``.
 
     Example::
 
@@ -240,6 +251,7 @@ class Client:
         trace_configs: Iterable[aiohttp.TraceConfig] | None = None,
         on_retry: Callable[[RetryEvent], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        converter: cattrs.Converter | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("UNPOD_API_KEY")
         if not key:
@@ -275,6 +287,18 @@ class Client:
             MAX_BODY_BYTES,
             error=ConfigurationError,
         )
+        if converter is None:
+            converter = _package_converter
+        elif not isinstance(converter, cattrs.Converter) or not derived_from_package(converter):
+            # Checked here, not at the first page: a plain cattrs converter would decode
+            # tasks with cattrs' own hooks, silently losing timestamps' text and nulls.
+            raise ConfigurationError(
+                "converter must be a cattrs Converter made by "
+                "spacetasks_async.make_converter() (or a copy of one), "
+                f"got {type(converter).__name__}"
+            )
+        #: The converter every page, task and space of this client is decoded with.
+        self.converter: cattrs.Converter = converter
         self.timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
         self.retry = retry if retry is not None else RetryPolicy()
         self.max_in_flight = max_in_flight
@@ -294,6 +318,13 @@ class Client:
         if self.org_handle:
             headers["Org-Handle"] = self.org_handle
         self._headers = headers
+        # Per-request work done once: the percent-encoded path segment of each space token
+        # seen (validating a token costs more than the rest of building the request), and
+        # the page decoder bound to this client's converter.
+        self._segments: dict[str, str] = {}
+        self._decode_page: Callable[[Any], list[Task]] = functools.partial(
+            decode_tasks, converter=converter
+        )
 
     def _scrub(self, text: str) -> str:
         """``text`` from a server, without the API key (any spelling) or other credentials.
@@ -358,12 +389,35 @@ class Client:
 
         Retries as the client's :class:`RetryPolicy` says; raises a
         :class:`SpaceTasksError` subclass for any answer that is not a success.
-        ``decode_data``, when given, replaces ``data`` with what it returns (a
-        :class:`DecodeError` is not retried).
+
+        Args:
+            path: the path under ``base_url``, percent-encoded already.
+            params: the query, encoded here.
+            on_retry: called with a :class:`RetryEvent` before each retry's wait (as well
+                as the client's own ``on_retry``).
+            data_type: the type ``data`` must have (``list`` or ``dict``).
+            decode_data: when given, ``data`` is replaced with what it returns (a
+                :class:`DecodeError` is not retried).
+
+        Returns:
+            the envelope (``data``, ``count``, ``status_code``, ``message``, ...).
         """
-        session = self._ensure_session()
         query = urllib.parse.urlencode(params or {})
         shown = f"{path}?{query}" if query else path
+        return await self._request(
+            shown, on_retry=on_retry, data_type=data_type, decode_data=decode_data
+        )
+
+    async def _request(
+        self,
+        shown: str,
+        *,
+        on_retry: Callable[[RetryEvent], None] | None = None,
+        data_type: type[list[Any]] | type[dict[str, Any]] = list,
+        decode_data: Callable[[Any], Any] | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`request_envelope` for a path and query encoded already (``shown``)."""
+        session = self._ensure_session()
         url = yarl.URL(f"{self.base_url}{shown}", encoded=True)
 
         async def attempt() -> dict[str, Any]:
@@ -420,16 +474,25 @@ class Client:
                 envelope["data"] = decode_data(envelope["data"])
             return envelope
 
-        def retried(event: RetryEvent) -> None:
-            if on_retry is not None:
-                on_retry(event)
-            if self._on_retry is not None:
-                self._on_retry(event)
-
         result: dict[str, Any] = await self._control.call(
-            attempt, method="GET", path=shown, on_retry=retried
+            attempt, method="GET", path=shown, on_retry=self._both(on_retry)
         )
         return result
+
+    def _both(
+        self, on_retry: Callable[[RetryEvent], None] | None
+    ) -> Callable[[RetryEvent], None] | None:
+        """The request's ``on_retry`` and the client's, as one callback (None: neither)."""
+        mine = self._on_retry
+        if on_retry is None or mine is None:
+            # No closure per request when one of them is unset, the usual case.
+            return mine if on_retry is None else on_retry
+
+        def both(event: RetryEvent) -> None:
+            on_retry(event)
+            mine(event)
+
+        return both
 
     async def _read_body(self, resp: aiohttp.ClientResponse, shown: str) -> bytes:
         """The whole body, read in chunks under the ``max_body_bytes`` ceiling.
@@ -491,15 +554,21 @@ class Client:
         >>> page.count, len(page.tasks)  # doctest: +SKIP
         (45, 20)
         """
-        segment = validate_space_token(space_token)
+        segment = self._segments.get(space_token) if type(space_token) is str else None
+        if segment is None:
+            segment = validate_space_token(space_token)
+            if len(self._segments) >= 4096:  # a bound, for clients that see endless spaces
+                self._segments.clear()
+            self._segments[space_token] = segment
         validate_page(page)
         validate_page_size(page_size)
-        params = {"page": str(page), "page_size": str(page_size), **_validate_filters(filters)}
-        path = _TASKS_PATH.format(segment)
+        # The query as urlencode writes it ("page=2&page_size=100&..."), without its cost
+        # for the two integers that every request has.
+        shown = f"{_TASKS_PATH.format(segment)}?page={page!s}&page_size={page_size!s}"
+        if filters:
+            shown += "&" + urllib.parse.urlencode(_validate_filters(filters))
         try:
-            envelope = await self.request_envelope(
-                path, params, on_retry=on_retry, decode_data=decode_tasks
-            )
+            envelope = await self._request(shown, on_retry=on_retry, decode_data=self._decode_page)
             tasks: list[Task] = envelope["data"]
         except SpaceTasksError as exc:
             raise exc.with_context(space_token=space_token, page=page) from None
@@ -617,7 +686,7 @@ class Client:
         segment = validate_space_token(space_token)
         try:
             envelope = await self.request_envelope(f"{_SPACES_PATH}{segment}/", data_type=dict)
-            return decode_space(envelope["data"])
+            return decode_space(envelope["data"], self.converter)
         except SpaceTasksError as exc:
             raise exc.with_context(space_token=space_token, page=None) from None
 
@@ -639,7 +708,7 @@ class Client:
             fresh = 0
             for index, item in enumerate(data):
                 try:
-                    space = decode_space(item)
+                    space = decode_space(item, self.converter)
                 except DecodeError as exc:
                     raise DecodeError(
                         exc.reason, path=f"$.data[{index}]{exc.json_path[1:]}", subject="space"
@@ -701,4 +770,37 @@ class Client:
             checkpoints=checkpoints,
             collect_failures=collect_failures,
             on_event=on_event,
+        )
+
+    def sync(
+        self,
+        space_tokens: Iterable[str],
+        state: SyncState | None = None,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        window: int = DEFAULT_WINDOW,
+        refresh_limit: int = 1000,
+    ) -> Sync:
+        """One run of an incremental sync: only the tasks created or changed since the last.
+
+        Args:
+            space_tokens: the spaces.
+            state: the state the last run left (``sync.state``, or
+                ``SyncState.load(path)``); None or empty for a first run (every task).
+            page_size: tasks per request (a space keeps the size of its first run).
+            window: pages on order per space.
+            refresh_limit: at most this many tasks not final are remembered and re-read.
+
+        Returns:
+            a :class:`~spacetasks_async.Sync`: iterate it, then save ``sync.state``.
+        """
+        from ._sync import Sync, SyncState
+
+        return Sync(
+            self,
+            space_tokens,
+            state if state is not None else SyncState(),
+            page_size=page_size,
+            window=window,
+            refresh_limit=refresh_limit,
         )

@@ -1245,6 +1245,20 @@ def make_converter(*, lazy: bool = True) -> OrjsonConverter:
     return conv
 
 
+def derived_from_package(conv: cattrs.Converter) -> bool:
+    """Whether ``conv`` decodes tasks with this module's hooks (:func:`make_converter`'s).
+
+    True for a converter of :func:`make_converter`, hooks registered on it or not, and for
+    a ``copy()`` of one; False for any other cattrs converter. Builds (and caches) the
+    converter's hook for :class:`~._models.Task` if it had none yet.
+    """
+    try:
+        hook = conv.get_structure_hook(Task)
+    except Exception:  # whatever a foreign converter raises: it is not one of ours
+        return False
+    return isinstance(hook, _Hook)
+
+
 def _call_class(value: Any, type_: Any) -> Any:
     return type_(value)
 

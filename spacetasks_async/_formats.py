@@ -188,7 +188,6 @@ import orjson
 
 from ._convert import _NATIVE_ONLY, _PROVIDER_ONLY, parse_timestamp
 from ._errors import InvalidArgumentError, SpaceTasksError
-from ._gc import gc_paused
 
 __all__ = [
     "STATE_VERSION",
@@ -1068,10 +1067,7 @@ class Sink(abc.ABC):
                 )
         if not batch:
             return
-        # Converting a page allocates many small objects that form no cycles; the cyclic
-        # GC would otherwise rescan them and every buffered row, over and over.
-        with gc_paused():
-            self._write_batch(space_token, extra_values, batch)
+        self._write_batch(space_token, extra_values, batch)
         self._rows_written += len(batch)
 
     def commit(self) -> dict[str, Any]:

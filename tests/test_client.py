@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 from typing import Any
 
 import aiohttp
+import attrs
+import cattrs
 import pytest
 from aioresponses import CallbackResult, aioresponses
 
 import spacetasks_async as st
 from spacetasks_async import Client, RetryPolicy
+from spacetasks_async._convert import converter as package_converter
+from spacetasks_async._convert import make_converter
+from spacetasks_async.testing import UnpodServer
 
 # https: a plain-http base URL to a host other than this machine warns (the key in clear).
 BASE = "https://unpod.test"
@@ -471,3 +477,87 @@ async def test_protocol_errors_name_a_wrong_value_by_its_type_not_its_content(
             await client.get_page(TOKEN)
     assert "a-value-of-the-body" not in info.value.message
     assert "str" in info.value.message
+
+
+# -- Client(converter=...) -------------------------------------------------------------------
+
+
+@attrs.frozen
+class Lead:
+    """A user's own class for ``Task.input`` (the local server's inputs have these keys)."""
+
+    name: str
+    contact_number: str
+    email: str | None = None
+    context: str | None = None
+
+
+def lead_converter() -> cattrs.Converter:
+    theirs = make_converter()
+
+    def structure_input(value: Any, _: Any) -> Lead:
+        lead: Lead = theirs.structure(value, Lead)
+        return lead
+
+    theirs.register_structure_hook_func(lambda t: t == dict[str, Any], structure_input)
+    return theirs
+
+
+async def test_a_users_converter_decodes_every_task_of_a_walk() -> None:
+    theirs = lead_converter()
+    async with UnpodServer(seed=3, spaces=[250]) as server:
+        token = server.space_tokens[0]
+        async with Client(server.api_key, base_url=server.base_url, converter=theirs) as client:
+            assert client.converter is theirs
+            async with client.iter_tasks(token, page_size=40, window=4) as walk:
+                tasks = [task async for task in walk]
+            page = await client.get_page(token, page=2, page_size=10)
+            async with client.harvest([token], page_size=50) as harvest:
+                harvested = [item.task async for item in harvest]
+        # The package's own client still hands out plain dicts.
+        async with Client(server.api_key, base_url=server.base_url) as plain:
+            first = await plain.get_page(token, page_size=1)
+    assert len(tasks) == len(harvested) == 250
+    for task in [*tasks, *page.tasks, *harvested]:
+        assert type(task.input) is Lead
+    assert len({t.task_id for t in tasks}) == 250
+    raw = first.tasks[0].input
+    assert isinstance(raw, dict)
+    assert tasks[0].input == Lead(**raw)  # the same object, decoded by the user's hook
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [object(), cattrs.Converter(), cattrs.BaseConverter(), package_converter.structure],
+    ids=["object", "plain cattrs Converter", "BaseConverter", "a function"],
+)
+def test_a_converter_not_derived_from_the_packages_is_refused(bad: Any) -> None:
+    with pytest.raises(st.ConfigurationError, match="make_converter"):
+        make_client(converter=bad)
+
+
+def test_a_copy_of_a_package_converter_is_accepted() -> None:
+    conv = make_converter().copy()
+    assert make_client(converter=conv).converter is conv
+    assert make_client().converter is package_converter
+
+
+# -- no global side effects ------------------------------------------------------------------
+
+
+async def test_a_walk_and_a_harvest_never_touch_the_garbage_collector(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def forbidden(*_: object) -> None:
+        raise AssertionError("the library toggled the process-wide garbage collector")
+
+    for name in ("disable", "enable", "freeze", "unfreeze", "set_threshold"):
+        monkeypatch.setattr(gc, name, forbidden)
+    async with UnpodServer(seed=4, spaces=[300, 20]) as server:
+        tokens = server.space_tokens
+        async with Client(server.api_key, base_url=server.base_url) as client:
+            async with client.iter_tasks(tokens[0], page_size=25, window=8) as walk:
+                assert len([t async for t in walk]) == 300
+            async with client.harvest(tokens, page_size=10) as harvest:
+                assert len([i async for i in harvest]) == 320
+    assert gc.isenabled()

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import tenacity
 from aioresponses import aioresponses
 from test_client import BASE, KEY, TASKS_URL, TOKEN, ok_body
 
@@ -447,3 +448,48 @@ async def test_dropped_connections_and_truncated_bodies_are_retried_over_the_wir
             ids = [t.task_id async for t in client.iter_tasks(token)]
     assert ids == server.expected_task_ids(token)
     assert sorted(type(e.error).__name__ for e in events) == ["ProtocolError", "TransportError"]
+
+
+# -- the fast path: tenacity only after a failure ----------------------------------------------
+
+
+async def test_a_first_attempt_that_succeeds_builds_no_retry_loop(
+    mocked: aioresponses, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Per-request overhead: the loop is built only once an attempt failed and is retried.
+    def forbidden(*_: object, **__: object) -> None:
+        raise AssertionError("tenacity was set up for a request that succeeded at once")
+
+    monkeypatch.setattr(tenacity, "AsyncRetrying", forbidden)
+    mocked.get(TASKS_URL, payload=ok_body())
+    async with mocked_client(RetryPolicy(), Sleeps()) as client:
+        page = await client.get_page(TOKEN)
+    assert len(page.tasks) == 1
+
+
+@pytest.mark.parametrize("failures", [1, 2, 3])
+async def test_a_replayed_first_failure_counts_as_attempt_one(
+    mocked: aioresponses, failures: int
+) -> None:
+    sleeps = Sleeps()
+    events: list[st.RetryEvent] = []
+    for _ in range(failures):
+        mocked.get(TASKS_URL, status=503, payload={"detail": "busy"})
+    mocked.get(TASKS_URL, payload=ok_body())
+    async with mocked_client(
+        RetryPolicy(max_attempts=4, initial_wait=0.5), sleeps, on_retry=events.append
+    ) as client:
+        await client.get_page(TOKEN)
+    assert [e.attempt for e in events] == list(range(1, failures + 1))
+    assert len(sleeps.waits) == failures
+    assert calls(mocked) == failures + 1
+
+
+async def test_a_first_failure_not_retried_is_raised_as_is(mocked: aioresponses) -> None:
+    sleeps = Sleeps()
+    mocked.get(TASKS_URL, status=404, payload={"detail": "no"})
+    async with mocked_client(RetryPolicy(), sleeps) as client:
+        with pytest.raises(st.NotFoundError) as info:
+            await client.get_page(TOKEN)
+    assert not sleeps.waits
+    assert info.value.__context__ is None
