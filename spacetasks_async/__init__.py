@@ -17,6 +17,7 @@ from ._convert import (
     decode_tasks,
     encode_space,
     encode_task,
+    make_converter,
     parse_timestamp,
 )
 from ._errors import (
@@ -71,11 +72,20 @@ from ._models import (
 from ._paginate import DEFAULT_WINDOW, MAX_WINDOW, PageWalk, TaskWalk, WalkLimitError, WalkStats
 from ._plan import Checkpoint, OpenSeam
 from ._retry import FairLimiter, RetryEvent, RetryPolicy
+from ._sync import (
+    FINAL_STATUSES,
+    SpaceSyncState,
+    SpaceSyncSummary,
+    Sync,
+    SyncedTask,
+    SyncState,
+)
 
 __all__ = [
     "ALLOWED_FILTERS",
     "DEFAULT_BASE_URL",
     "DEFAULT_WINDOW",
+    "FINAL_STATUSES",
     "MAX_PAGE_SIZE",
     "MAX_WINDOW",
     "APIError",
@@ -118,7 +128,12 @@ __all__ = [
     "SpaceEvent",
     "SpaceEventKind",
     "SpaceFailure",
+    "SpaceSyncState",
+    "SpaceSyncSummary",
     "SpaceTasksError",
+    "Sync",
+    "SyncState",
+    "SyncedTask",
     "Task",
     "TaskDefinition",
     "TaskPage",
@@ -138,5 +153,6 @@ __all__ = [
     "decode_tasks",
     "encode_space",
     "encode_task",
+    "make_converter",
     "parse_timestamp",
 ]

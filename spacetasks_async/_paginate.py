@@ -118,7 +118,7 @@ def _announce(arrived: asyncio.Queue[int], key: int) -> Callable[[asyncio.Task[T
 
 async def _drive(
     plan: WalkPlan, shared: _Shared, yielded: collections.deque[list[Any]]
-) -> AsyncIterator[TaskPage]:
+) -> AsyncIterator[tuple[TaskPage, tuple[int, ...]]]:
     """Perform what ``plan`` says; yield pages in order. (No reference to the walk.)"""
     stats = shared.stats
     flights: dict[int, asyncio.Task[TaskPage]] = {}
@@ -143,14 +143,18 @@ async def _drive(
                 stats.duplicates_dropped = plan.duplicates_dropped
                 # the walk reports it taken when the consumer took it
                 yielded.append([out, len(out.indices)])
-                yield TaskPage(
-                    page=out.page,
-                    page_size=out.size,
-                    count=out.count,
-                    tasks=tuple(tasks[i] for i in out.indices),
-                    status_code=page.status_code,
-                    message=page.message,
-                    reread=out.recovered,
+                start = (out.page - 1) * out.size
+                yield (
+                    TaskPage(
+                        page=out.page,
+                        page_size=out.size,
+                        count=out.count,
+                        tasks=tuple(tasks[i] for i in out.indices),
+                        status_code=page.status_code,
+                        message=page.message,
+                        reread=out.recovered,
+                    ),
+                    tuple(out.count - start - i for i in out.indices),
                 )
                 continue
             if plan.complete:
@@ -203,6 +207,8 @@ class PageWalk(AsyncClosing):
             fair share of the client's limit).
         consume_on_yield: count a page as taken once it is handed out (a :class:`TaskWalk`
             or a harvest reports what was taken themselves).
+        stop_at: end the walk before the first of these task ids (an incremental sync
+            stops at the newest tasks its previous run saw).
     """
 
     def __init__(
@@ -218,6 +224,7 @@ class PageWalk(AsyncClosing):
         checkpoint: Checkpoint | None = None,
         gate: Gate | None = None,
         consume_on_yield: bool = True,
+        stop_at: frozenset[str] = frozenset(),
     ) -> None:
         validate_space_token(space_token)
         validate_page_size(page_size)
@@ -246,13 +253,22 @@ class PageWalk(AsyncClosing):
         self.window = window
         self.stats = WalkStats()
         self._plan = WalkPlan(
-            space_token, page_size, window, start_page=start_page, checkpoint=checkpoint
+            space_token,
+            page_size,
+            window,
+            start_page=start_page,
+            checkpoint=checkpoint,
+            stop_at=stop_at,
         )
+        #: Ranks (counted from the end, when read) of the tasks of the last page handed out.
+        self.last_ranks: tuple[int, ...] = ()
         shared = _Shared(client, space_token, dict(filters) if filters else None, gate, self.stats)
         # [hand-out, tasks of it given to the consumer] of pages not reported taken yet
         self._yielded: collections.deque[list[Any]] = collections.deque()
         self._plan.wanted = max_items
-        self._gen: AsyncIterator[TaskPage] = _drive(self._plan, shared, self._yielded)
+        self._gen: AsyncIterator[tuple[TaskPage, tuple[int, ...]]] = _drive(
+            self._plan, shared, self._yielded
+        )
         self._auto = consume_on_yield
         self._taken = 0
         # A walk dropped unclosed: its requests not sent yet are never sent.
@@ -268,10 +284,15 @@ class PageWalk(AsyncClosing):
         """True once the walk proved that every task was handed out."""
         return self._plan.complete
 
+    @property
+    def stopped(self) -> bool:
+        """True when the walk ended at a ``stop_at`` task rather than the list's end."""
+        return self._plan.stopped
+
     async def __anext__(self) -> TaskPage:
         if self.max_items is not None and self._taken >= self.max_items:
             raise StopAsyncIteration
-        page = await self._gen.__anext__()
+        page, self.last_ranks = await self._gen.__anext__()
         if self.max_items is not None and self._taken + len(page.tasks) > self.max_items:
             page = attrs.evolve(page, tasks=page.tasks[: self.max_items - self._taken])
             self._yielded[-1][1] = len(page.tasks)  # the rest is not handed out

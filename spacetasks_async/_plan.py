@@ -397,6 +397,8 @@ class WalkPlan:
         window: the most page requests in flight plus answers held at once.
         start_page: the first page to walk (pages before it are not walked).
         checkpoint: resume from this (``start_page`` is then ignored).
+        stop_at: end the walk at the first of these ids (exclusive): the newest tasks an
+            earlier run saw, for an incremental sync.
     """
 
     def __init__(
@@ -407,8 +409,12 @@ class WalkPlan:
         *,
         start_page: int = 1,
         checkpoint: Checkpoint | None = None,
+        stop_at: frozenset[str] = frozenset(),
     ) -> None:
         self.space_token = space_token
+        # A page holding one of these ids ends the walk there, before that id (a sync:
+        # everything from it on was handed out by an earlier run).
+        self._stop_at = stop_at
         self.size = page_size
         self.window = window
         self.requests_made = 0
@@ -498,6 +504,14 @@ class WalkPlan:
     def complete(self) -> bool:
         """True once every task is proven handed out."""
         return self._done and not self._recovered
+
+    @property
+    def stopped(self) -> bool:
+        """True when the walk ended at a ``stop_at`` id (not at the end of the list)."""
+        if self._end is None or self._end >= len(self._chain):
+            return False
+        answer = self._answers.get(self._chain[self._end])
+        return answer is not None and self._stops(answer)
 
     @property
     def width(self) -> int:
@@ -811,7 +825,7 @@ class WalkPlan:
             last = self._answers[self._chain[-1]]
             if last.received >= 0 and not last.consistent:
                 return  # being read again
-            if last.received >= 0 and last.reaches_end:
+            if last.received >= 0 and (last.reaches_end or self._stops(last)):
                 return
             # Page on while the newest count says more pages exist, or past a full page.
             target = math.ceil((self.latest_count or 0) / self.size)
@@ -950,7 +964,7 @@ class WalkPlan:
                 a = self._answers[chain[i]]
                 if a.received < 0 or not a.consistent:
                     break
-                if a.reaches_end:
+                if a.reaches_end or self._stops(a):
                     self._end = i
                     self._cut_after_end()
                     break
@@ -1015,6 +1029,9 @@ class WalkPlan:
             self._proven[i] = drop == 0
             if drop != 0:
                 self.drift_events += 1
+
+    def _stops(self, answer: _Answer) -> bool:
+        return bool(self._stop_at) and not self._stop_at.isdisjoint(answer.ids)
 
     def _prove(self, i: int) -> bool | None:
         x = self._answers[self._chain[i]]
@@ -1147,7 +1164,9 @@ class WalkPlan:
             # drop); a task above it is repeated only if deletions moved it down too.
             above = [i for i in range(len(ids)) if answer.hi - i >= top.lo]
             top_at, top_ok = (above[-1] if above else -1), True
-        bottom_ok = bottom_at is not None or (answer.reaches_end and v.last == self._end)
+        bottom_ok = bottom_at is not None or (
+            v.last == self._end and (answer.reaches_end or self._stops(answer))
+        )
         if (
             not answer.consistent
             or not (top_ok and bottom_ok)
@@ -1180,7 +1199,11 @@ class WalkPlan:
             self._in_verification.discard(seam)
         answer.handed = True
         lo = 0 if top_at is None else top_at + 1  # (-1 + 1: from the first task)
-        hi = len(ids) if bottom_at is None else bottom_at
+        # Through the last task of ``bottom``: a page leaves out tasks newer than one it
+        # knows (they lie in the seam above it), so some of its own may not be out yet.
+        hi = len(ids)
+        if bottom_at is not None:
+            hi = max(i for i, t in enumerate(ids) if t in bottom_ids) + 1
         # The pages between top and bottom were handed out already (the dedupe memory may
         # have moved on since: their answers are kept while their seams are in doubt).
         # Tasks handed out by pages just above or below can lie in the seams too (pages
@@ -1213,6 +1236,11 @@ class WalkPlan:
             last_known = known[-1] if known else -1
         if answer.key in self._chain:
             last_known = max(last_known, self._cut.pop(self._chain.index(answer.key), -1))
+        if self._stop_at:
+            # the stop id and what follows it were handed out by the earlier run
+            stop = next((i for i in places if ids[i] in self._stop_at), None)
+            if stop is not None:
+                places = [i for i in places if i < stop]
         chosen: list[int] = []
         here: set[str] = set()
         for i in places:
