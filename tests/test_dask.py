@@ -351,5 +351,14 @@ def test_local_cluster_of_two_processes(tmp_path: Path, monkeypatch: pytest.Monk
                 assert plain_schema.field(field.name).type == field.type
             table = written.to_table()
 
+            # A failing partition with an explicit key: the error comes back, and what the
+            # workers logged about the failed task shows the key masked, never in clear.
+            failing = read_tasks(srv.no_access_tokens[:1], api_key=KEY, base_url=srv.base_url)
+            with pytest.raises(SpaceAccessError):
+                failing.compute()
+            logs = str(client.get_worker_logs()) + str(client.get_scheduler_logs())
+            assert "Compute Failed" in logs
+            assert KEY not in logs
+
         expected = sink_table(srv, tmp_path / "cli.parquet")
         assert by_task(table).equals(by_task(expected))  # the CLI's dataset, row for row
