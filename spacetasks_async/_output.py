@@ -44,7 +44,7 @@ import errno
 import fcntl
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
@@ -427,12 +427,3 @@ def _read_pid(fd: int) -> str:
         if text.isdigit():
             return text
     return ""
-
-
-def sum_tasks(spaces: Mapping[str, SpaceProgress]) -> int:
-    """Tasks in the output according to ``spaces``.
-
-    Args:
-        spaces: the progress of each space.
-    """
-    return sum(p.tasks for p in spaces.values())

@@ -766,7 +766,9 @@ async def check_reachable(base_url: str, wait: float) -> None:
             f"cannot reach {base_url}: no connection to {host}:{port} within {wait:g} s"
         ) from None
     except OSError as exc:
-        reason = (exc.strerror or str(exc)).lower()
+        # asyncio's message for a refused connection is "Connect call failed (addr)":
+        # the errno says it in the system's words.
+        reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
         raise UnreachableError(
             f"cannot reach {base_url}: {reason} ({host}:{port}); is the server running, "
             "and is --base-url right?"
@@ -1498,6 +1500,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if (fmt, comp) != (OutputFormat.JSONL, Compression.NONE):
         # The demo checks its output line by line against the server.
         ui.error(f"the demo writes plain JSON Lines: name the output *.jsonl, not {args.output}")
+        return EXIT_USAGE
+    if os.path.lexists(args.output) and not args.overwrite:
+        # Said before the demo starts: it never replaces a file silently either.
+        ui.error(f"{args.output} exists: pass --overwrite to replace it, or -o another file")
         return EXIT_USAGE
     sizes = demo_sizes(args.spaces, args.tasks, args.seed)
     fault_plan = (
