@@ -86,6 +86,7 @@ while as many are deleted (the count would show anything else).
 from __future__ import annotations
 
 import collections
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Literal
@@ -311,6 +312,7 @@ class _Answer:
     repeats: int = 0  # ids already handed out when it was handed out
     handed: bool = False
     given: frozenset[str] = frozenset()  # the ids this answer handed out
+    index: int = -1  # its place in the chain (-1: not in it)
     offset: int | None = None  # position of its first task, where not page-aligned
 
     @property
@@ -433,6 +435,8 @@ class WalkPlan:
         # _proven[i]: the seam chain[i] | chain[i+1] is proven (True), in doubt and to be
         # verified (False), or waiting for a read of the front to show no deletion (None).
         self._proven: list[bool | None] = []
+        self._doubt: set[int] = set()  # the seams whose state is not True (kept small)
+        self._forgotten = 0  # chain entries before this index have been forgotten
         self._in_verification: set[int] = set()  # seams a verification read covers
         # Tasks recovered by verification reads (a later, overlapping verification must
         # not hand them out again); few: at most what the space changed by.
@@ -448,7 +452,9 @@ class WalkPlan:
         self._next_page = start_page
         self._end: int | None = None  # chain index of the answer that reaches the end
         self._outbox: list[Request] = []
-        self._width = window
+        # A sync usually stops on its first page or two: it asks for one page, then doubles
+        # while no stop is met, instead of a full window of pages it will not need.
+        self._width = 1 if stop_at else window
         self._calm = 0
         self._memory: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._change = 0  # sum of |count differences| between answers, in arrival order
@@ -617,6 +623,8 @@ class WalkPlan:
             # Small pages: the checkpoint's front takes the first tasks of the next pages
             # too (read at the same count, so their ranks are known).
             self._front = ((*front[0], *answer.ids[: ANCHORS - len(front[0])]), front[1])
+        if self._stop_at and not self._stops(answer):
+            self._width = min(self.window, 2 * self._width)
         fresh = any(tid not in self._memory for tid in answer.ids)
         out = self._hand(answer, range(len(answer.ids)), recovered=False)
         if self.wanted is not None:
@@ -681,13 +689,14 @@ class WalkPlan:
                     break
                 ids[:0] = earlier.ids[-(ANCHORS - len(ids)) :]
             anchors = tuple(ids)
-            doubt = {i for i, p in enumerate(self._proven[:frontier]) if p is not True}
+            doubt = {i for i in self._doubt if i < frontier}
             seams = [self._open_seam(i) for i in sorted(doubt | open_from) if i < frontier]
             handed -= set(anchors)
-            for k in self._chain[self._resume_index : frontier + 1]:
-                passed = self._answers.get(k)
-                if passed is not None:
-                    handed -= set(passed.ids)  # behind the position now
+            if self._skip:
+                for k in self._chain[self._resume_index : frontier + 1]:
+                    passed = self._answers.get(k)
+                    if passed is not None:
+                        handed -= set(passed.ids)  # behind the position now
         return Checkpoint(
             self.space_token,
             self.size,
@@ -715,7 +724,7 @@ class WalkPlan:
                 break
             above[:0] = entry.ids[-(ANCHORS - len(above)) :]
         below: list[str] = []
-        for k in self._chain[i + 1 :]:
+        for k in itertools.islice(self._chain, i + 1, None):
             entry = self._answers.get(k)
             if entry is None or entry.received < 0 or len(below) >= ANCHORS:
                 break
@@ -753,7 +762,7 @@ class WalkPlan:
                     offset=start,
                 )
                 self._answers[entry.key] = entry
-                self._chain.append(entry.key)
+                self._enchain(entry)
             self._proven.extend([None, True])
         self._resume_index = len(self._chain)
         self._inherited = len(seams)
@@ -771,8 +780,17 @@ class WalkPlan:
             self.rereads += 1
         return answer
 
+    def _enchain(self, answer: _Answer, index: int | None = None) -> None:
+        """Put ``answer`` at the end of the chain (or in place of entry ``index``)."""
+        if index is None:
+            answer.index = len(self._chain)
+            self._chain.append(answer.key)
+        else:
+            answer.index = index
+            self._chain[index] = answer.key
+
     def _request_page(self) -> None:
-        self._chain.append(self._new(self._next_page, self.size, "page").key)
+        self._enchain(self._new(self._next_page, self.size, "page"))
         self._next_page += 1
 
     def _request_resume(self, count: int) -> None:
@@ -786,7 +804,7 @@ class WalkPlan:
         page, size = covering_page(last, last + self.size)
         if size > MAX_PAGE_SIZE:
             page, size = last // self.size + 1, self.size
-        self._chain.append(self._new(page, size, "resume").key)
+        self._enchain(self._new(page, size, "resume"))
         self._next_page = (page * size) // self.size + 1
 
     def _budget(self) -> int:
@@ -844,9 +862,9 @@ class WalkPlan:
         ):
             self._on_resume(answer)
             return
-        if answer.consistent or answer.key not in self._chain:
+        if answer.consistent or answer.index < 0:
             return
-        index = self._chain.index(answer.key)
+        index = answer.index
         if index in self._rechecked:
             what = "fewer" if len(answer.ids) < answer.expected else "more"
             raise ProtocolError(
@@ -861,7 +879,7 @@ class WalkPlan:
         self._spend()
         again = self._new(answer.page, answer.size, "check")
         again.purpose = answer.purpose
-        self._chain[index] = again.key
+        self._enchain(again, index)
         del self._answers[answer.key]
 
     def _on_resume(self, answer: _Answer) -> None:
@@ -886,7 +904,7 @@ class WalkPlan:
             self._search_limit = limit
             self._search_next()
             return
-        index = self._chain.index(answer.key)
+        index = answer.index
         found = [i for i, t in enumerate(answer.ids) if t in set(anchors)]
         if found:
             self._searching = False
@@ -933,7 +951,7 @@ class WalkPlan:
             return
         self._progress += 1  # a search read is bounded by the front, not by the budget
         self._spend()
-        self._chain.append(self._new(self._next_page, self.size, "resume").key)
+        self._enchain(self._new(self._next_page, self.size, "resume"))
         self._next_page += 1
 
     def _give_up_search(self) -> None:
@@ -971,7 +989,7 @@ class WalkPlan:
         last_seam = len(chain) - 1 if self._end is None else self._end
         while self._evaluated < last_seam and self._ready(self._evaluated + 1):
             proven = self._prove(self._evaluated)
-            self._proven.append(proven)
+            self._seam(self._evaluated, proven)
             self._evaluated += 1
             if proven is False:
                 self.drift_events += 1
@@ -981,12 +999,8 @@ class WalkPlan:
                 if self._width < self.window and self._calm >= 2:
                     self._width, self._calm = min(self.window, 2 * self._width), 0
         at_end = self._end is not None and self._evaluated >= self._end and self._ready(self._end)
-        pending = [i for i, p in enumerate(self._proven) if p is None]
-        if (
-            pending
-            and self._front_key is None
-            and (at_end or len(pending) >= self._bracket_period())
-        ):
+        pending = sum(1 for i in self._doubt if self._proven[i] is None)
+        if pending and self._front_key is None and (at_end or pending >= self._bracket_period()):
             self._read_front()
         self._group(closed=at_end)
         self._send_verifications()
@@ -995,7 +1009,7 @@ class WalkPlan:
             and not self._verifying
             and not self._waiting
             and self._front_key is None
-            and all(self._proven)
+            and not self._doubt
         ):
             self._done = True
         self._forget()
@@ -1015,8 +1029,8 @@ class WalkPlan:
 
     def _resolve_brackets(self) -> None:
         """Settle the seams waiting for the front: proven when nothing older was deleted."""
-        for i, state in enumerate(self._proven):
-            if state is not None:
+        for i in sorted(self._doubt):
+            if self._proven[i] is not None:
                 continue
             x = self._answers[self._chain[i]]
             y = self._answers[self._chain[i + 1]]
@@ -1026,9 +1040,20 @@ class WalkPlan:
             if not after:
                 continue  # a later read of the front settles it
             drop = before[-1].drop_to(after[0]) if before else None
-            self._proven[i] = drop == 0
+            self._seam(i, drop == 0)
             if drop != 0:
                 self.drift_events += 1
+
+    def _seam(self, i: int, state: bool | None) -> None:
+        """Set the state of seam ``i`` (appending the next one), keeping ``_doubt``."""
+        if i == len(self._proven):
+            self._proven.append(state)
+        else:
+            self._proven[i] = state
+        if state is True:
+            self._doubt.discard(i)
+        else:
+            self._doubt.add(i)
 
     def _stops(self, answer: _Answer) -> bool:
         return bool(self._stop_at) and not self._stop_at.isdisjoint(answer.ids)
@@ -1087,10 +1112,15 @@ class WalkPlan:
         """Queue verifications for seams in doubt; one read covers several (and any proven
         seams between them: re-covering those costs no request)."""
         limit = self._group_limit()
-        i, n = 0, len(self._proven)
+        n = len(self._proven)
+        starts = sorted(
+            i for i in self._doubt if self._proven[i] is False and i not in self._in_verification
+        )
+        i = starts[0] if starts else n
         while i < n:
             if self._proven[i] is not False or i in self._in_verification:
-                i += 1
+                later = [k for k in starts if k > i]
+                i = later[0] if later else n
                 continue
             j, k = i, i + 1
             # (a seam inherited from an earlier run is verified on its own: the pages
@@ -1112,7 +1142,8 @@ class WalkPlan:
                 break
             self._in_verification.update(range(i, j + 1))
             self._waiting.append(_Verify(i, j + 1))
-            i = j + 1
+            later = [k for k in starts if k > j]
+            i = later[0] if later else n
 
     def _send_verifications(self) -> None:
         waiting = []
@@ -1195,7 +1226,7 @@ class WalkPlan:
             self._send_verify(v)
             return
         for seam in range(v.first, v.last):
-            self._proven[seam] = True
+            self._seam(seam, True)
             self._in_verification.discard(seam)
         answer.handed = True
         lo = 0 if top_at is None else top_at + 1  # (-1 + 1: from the first task)
@@ -1234,8 +1265,8 @@ class WalkPlan:
             # out. (A verification read spans several pages: there, only ids count.)
             known = [i for i in places if ids[i] in memory or ids[i] in skip]
             last_known = known[-1] if known else -1
-        if answer.key in self._chain:
-            last_known = max(last_known, self._cut.pop(self._chain.index(answer.key), -1))
+        if answer.index >= 0:
+            last_known = max(last_known, self._cut.pop(answer.index, -1))
         if self._stop_at:
             # the stop id and what follows it were handed out by the earlier run
             stop = next((i for i in places if ids[i] in self._stop_at), None)
@@ -1276,16 +1307,16 @@ class WalkPlan:
         keep = min(self._evaluated, self._handed_upto) - 2 * self.window - 8
         for v in [*self._verifying.values(), *self._waiting]:
             keep = min(keep, v.first - self._reach())  # see _on_verify
-        doubt = [i for i, p in enumerate(self._proven) if p is not True]
-        if doubt:
-            keep = min(keep, doubt[0] - self._reach())  # a verification may need them
+        if self._doubt:
+            keep = min(keep, min(self._doubt) - self._reach())  # a verification may need them
         for given in self._given:
             if given.entry is not None:
                 keep = min(keep, given.entry - 1)
             elif given.seams is not None:
                 keep = min(keep, given.seams[0])
-        for k in self._chain[: max(0, keep)]:
-            self._answers.pop(k, None)
+        for i in range(self._forgotten, max(0, keep)):
+            self._answers.pop(self._chain[i], None)
+        self._forgotten = max(self._forgotten, keep)
 
     def _cut_after_end(self) -> None:
         assert self._end is not None
