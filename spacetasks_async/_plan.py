@@ -464,7 +464,6 @@ class WalkPlan:
         self._drop: set[int] = set()  # keys of requests to cancel
         # The proven prefix, for checkpoints (rank, count, anchors).
         self._prefix: tuple[int, int, tuple[str, ...]] | None = None
-        self._prefix_entry = -1
         self._skip: frozenset[str] = frozenset()
         # Resuming: the first reads look for the checkpoint's anchors; nothing is handed
         # out until they are found (or known to be gone).

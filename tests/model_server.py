@@ -10,12 +10,15 @@ per request lets requests in flight together be answered in any order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from spacetasks_async import Client, RetryPolicy
 
 KEY = "model-key"
 
@@ -95,3 +98,14 @@ async def serve(space: ModelSpace) -> tuple[web.AppRunner, str]:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, f"http://127.0.0.1:{port}"
+
+
+@contextlib.asynccontextmanager
+async def client_for(space: ModelSpace) -> AsyncIterator[Client]:
+    """Serve ``space`` and yield a client of it (no retries: every answer counts)."""
+    runner, base = await serve(space)
+    try:
+        async with Client(KEY, base_url=base, retry=RetryPolicy.never()) as client:
+            yield client
+    finally:
+        await runner.cleanup()

@@ -9,25 +9,12 @@ handed it out twice. Each is exact and cheap here, with the request counts asser
 from __future__ import annotations
 
 import collections
-import contextlib
 import random
-from collections.abc import AsyncIterator
 
 import pytest
-from model_server import KEY, ModelSpace, serve, task
+from model_server import ModelSpace, client_for, task
 
 import spacetasks_async as st
-from spacetasks_async import Client, RetryPolicy
-
-
-@contextlib.asynccontextmanager
-async def walking(space: ModelSpace) -> AsyncIterator[Client]:
-    runner, base = await serve(space)
-    try:
-        async with Client(KEY, base_url=base, retry=RetryPolicy.never()) as client:
-            yield client
-    finally:
-        await runner.cleanup()
 
 
 def space_of(n: int, *, jitter: float = 0.0, seed: int = 0) -> ModelSpace:
@@ -41,7 +28,7 @@ async def test_created_that_disagrees_with_the_order_drops_nothing() -> None:
     space = space_of(5000, jitter=0.002, seed=3)
     for i in range(100):
         space.tasks[i]["created"] = space.tasks[i]["modified"] = "2019-01-01T00:00:00"
-    async with walking(space) as client:
+    async with client_for(space) as client:
         walk = client.iter_tasks("S", page_size=100, window=8)
         ids = [t.task_id async for t in walk]
     assert ids == space.ids()
@@ -65,7 +52,7 @@ async def test_heavy_drift_loses_nothing_and_repeats_nothing(seed: int) -> None:
                 space.delete(rng.randrange(len(space.tasks)))
 
     space.on_request = drift
-    async with walking(space) as client:
+    async with client_for(space) as client:
         ids = [t.task_id async for t in client.iter_tasks("S", page_size=page_size, window=window)]
     assert len(ids) == len(set(ids)), "a task was handed out twice"
     lost = (before & set(space.ids())) - set(ids)
@@ -84,7 +71,7 @@ async def test_one_deletion_behind_the_walk_costs_a_few_requests_not_a_cascade()
 
     space.on_request = delete_behind
     before = set(space.ids())
-    async with walking(space) as client:
+    async with client_for(space) as client:
         walk = client.iter_tasks("S", page_size=100, window=8)
         ids = [t.task_id async for t in walk]
     assert len(ids) == len(set(ids))
@@ -101,7 +88,7 @@ async def test_creations_alone_read_nothing_again_when_pages_come_in_order() -> 
 
     space.on_request = create
     before = set(space.ids())
-    async with walking(space) as client:
+    async with client_for(space) as client:
         walk = client.iter_tasks("S", page_size=100, window=1)
         ids = [t.task_id async for t in walk]
     assert len(ids) == len(set(ids))
@@ -114,14 +101,14 @@ async def test_creations_alone_read_nothing_again_when_pages_come_in_order() -> 
 async def test_a_page_holding_one_id_twice_hands_it_out_once() -> None:
     space = space_of(250)
     space.duplicate_in_page = 2
-    async with walking(space) as client:
+    async with client_for(space) as client:
         ids = [t.task_id async for t in client.iter_tasks("S", page_size=100, window=1)]
     assert len(ids) == len(set(ids)) == 249  # page 2 held its first task twice
 
 
 async def test_resume_after_creations_and_deletions_between_runs_is_exact() -> None:
     space = space_of(1000, jitter=0.002, seed=9)
-    async with walking(space) as client:
+    async with client_for(space) as client:
         first: list[str] = []
         async with client.iter_tasks("S", page_size=100, window=4) as walk:
             async for t in walk:
@@ -145,7 +132,7 @@ async def test_resume_after_creations_and_deletions_between_runs_is_exact() -> N
 async def test_a_server_that_ignores_page_stops_with_a_typed_error() -> None:
     space = space_of(10_000)
     space.ignore_page = True
-    async with walking(space) as client:
+    async with client_for(space) as client:
         with pytest.raises(st.WalkIncompleteError):
             async for _ in client.iter_tasks("S", page_size=100, window=4):
                 pass

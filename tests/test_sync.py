@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from model_server import KEY, ModelSpace, serve, task
+from model_server import ModelSpace, client_for, task
 
 import spacetasks_async as st
-from spacetasks_async import Client, RetryPolicy, SyncState
-
-
-@contextlib.asynccontextmanager
-async def client_for(space: ModelSpace) -> AsyncIterator[Client]:
-    runner, base = await serve(space)
-    try:
-        async with Client(KEY, base_url=base, retry=RetryPolicy.never()) as client:
-            yield client
-    finally:
-        await runner.cleanup()
+from spacetasks_async import Client, SyncState
 
 
 def space_of(n: int, *, pending_every: int = 0) -> ModelSpace:
