@@ -460,6 +460,7 @@ class WalkPlan:
         self._change = 0  # sum of |count differences| between answers, in arrival order
         self._progress = 0  # pages that handed out at least one task
         self._rechecked: set[int] = set()  # chain indices read again for inconsistency
+        self._checking: set[int] = set()  # keys of those re-reads not answered yet
         self._done = False
         self._drop: set[int] = set()  # keys of requests to cancel
         # The proven prefix, for checkpoints (rank, count, anchors).
@@ -570,6 +571,7 @@ class WalkPlan:
             )
         answer.count = count
         answer.ids = tuple(ids)
+        self._checking.discard(key)
         if self.count_at_start is None:
             self.count_at_start = count
             if self._front is None and answer.page == 1 and answer.purpose == "page":
@@ -833,7 +835,13 @@ class WalkPlan:
         )
 
     def _top_up(self) -> None:
-        while not self._done and not self._searching and self._end is None and self._chain:
+        while (
+            not self._done
+            and not self._searching
+            and not self._checking  # no prefetch on a count a re-read is checking
+            and self._end is None
+            and self._chain
+        ):
             held = sum(1 for k in self._chain[self._handed_upto :] if not self._answers[k].handed)
             if held >= self._width:
                 return
@@ -879,6 +887,7 @@ class WalkPlan:
         again = self._new(answer.page, answer.size, "check")
         again.purpose = answer.purpose
         self._enchain(again, index)
+        self._checking.add(again.key)
         del self._answers[answer.key]
 
     def _on_resume(self, answer: _Answer) -> None:

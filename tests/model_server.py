@@ -52,6 +52,8 @@ class ModelSpace:
         self.on_request: Callable[[ModelSpace], None] | None = None
         self.duplicate_in_page: int | None = None  # serve this page with an id twice
         self.ignore_page = False  # a proxy that drops the page parameter
+        self.claimed_count: int | None = None  # a count that has nothing to do with the data
+        self.extra_items = 0  # serve this many tasks more than asked for
 
     def create(self, k: int) -> None:
         for _ in range(k):
@@ -76,11 +78,11 @@ class ModelSpace:
             await asyncio.sleep(self.rng.random() * self.jitter)
         if self.on_request is not None:
             self.on_request(self)
-        data = self.tasks[(page - 1) * size : page * size]
+        data = self.tasks[(page - 1) * size : page * size + self.extra_items]
         if self.duplicate_in_page == page and len(data) > 1:
             data = [data[0], data[0], *data[2:]]
         body = {
-            "count": len(self.tasks),
+            "count": len(self.tasks) if self.claimed_count is None else self.claimed_count,
             "status_code": 200,
             "message": "Tasks Fetched Successfully",
             "data": data,

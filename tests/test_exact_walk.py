@@ -137,3 +137,22 @@ async def test_a_server_that_ignores_page_stops_with_a_typed_error() -> None:
             async for _ in client.iter_tasks("S", page_size=100, window=4):
                 pass
     assert len(space.requests) <= 40  # however large the count it claims
+
+
+async def test_a_huge_count_over_empty_pages_is_a_protocol_error_not_a_long_walk() -> None:
+    space = space_of(0)
+    space.claimed_count = 10**12
+    async with client_for(space) as client:
+        with pytest.raises(st.ProtocolError, match="fewer than its count"):
+            async for _ in client.iter_tasks("S", page_size=100, window=16):
+                pass
+    assert space.requests == [(1, 100), (1, 100)]  # read once more, then refused
+
+
+async def test_more_tasks_than_asked_for_are_refused_not_handed_out() -> None:
+    space = space_of(300)
+    space.extra_items = 20
+    async with client_for(space) as client:
+        with pytest.raises(st.ProtocolError, match="120 tasks although 100"):
+            async for _ in client.iter_tasks("S", page_size=100):
+                pytest.fail("nothing may be handed out")
