@@ -17,6 +17,11 @@ The hierarchy::
     │   └── RequestTimeoutError     also a builtin TimeoutError
     ├── WalkIncompleteError         the walk could not prove it handed out every task
     ├── HarvestError                spaces failed: also an ExceptionGroup of their errors
+    ├── OutputError                 the command line's output (files, formats, resume state)
+    │   ├── OutputFormatError       also an InvalidArgumentError
+    │   ├── OutputExistsError
+    │   ├── OutputChangedError
+    │   └── MissingDependencyError  also an ImportError (pip install '...[parquet]')
     └── APIError
         ├── ProtocolError
         │   └── ResponseTooLargeError
@@ -66,6 +71,11 @@ __all__ = [
     "SpaceTasksError",
     "TransportError",
     "HarvestError",
+    "MissingDependencyError",
+    "OutputChangedError",
+    "OutputError",
+    "OutputExistsError",
+    "OutputFormatError",
     "WalkIncompleteError",
     "WalkLimitError",
 ]
@@ -686,3 +696,28 @@ def parse_envelope(
         said = count if isinstance(count, int) else type(count).__name__
         raise _protocol(f"HTTP 200 whose 'count' is not a count: {said}", body, kw, scrub)
     return obj
+
+
+class OutputError(SpaceTasksError):
+    """Base of the errors about the output: its name, format, existing content, or state."""
+
+
+class OutputFormatError(OutputError, InvalidArgumentError):
+    """The output was asked for in a way that cannot work (the message says what to change).
+
+    A suffix that names no format, an unsupported compression, Parquet with a compression,
+    standard output with anything but JSON Lines, undeclared or badly typed extra columns,
+    or a resume state of another format, compression, columns or version.
+    """
+
+
+class OutputExistsError(OutputError):
+    """A fresh output would replace an existing file or a non-empty directory."""
+
+
+class OutputChangedError(OutputError):
+    """The output on disk is not the one the resume state describes; nothing was changed."""
+
+
+class MissingDependencyError(OutputError, ImportError):
+    """An optional package this output needs (pyarrow, zstandard) is not installed."""

@@ -187,7 +187,14 @@ from typing import IO, Any, Final, Protocol, TypeGuard, TypeVar
 import orjson
 
 from ._convert import _NATIVE_ONLY, _PROVIDER_ONLY, parse_timestamp
-from ._errors import InvalidArgumentError, SpaceTasksError
+from ._errors import (
+    InvalidArgumentError,
+    MissingDependencyError,
+    OutputChangedError,
+    OutputError,
+    OutputExistsError,
+    OutputFormatError,
+)
 
 __all__ = [
     "STATE_VERSION",
@@ -223,34 +230,6 @@ _O_BINARY: Final = getattr(os, "O_BINARY", 0)
 _O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
 _I64_MIN: Final = -(2**63)
 _I64_MAX: Final = 2**63 - 1
-
-
-# --- errors ------------------------------------------------------------------------------------
-
-
-class OutputError(SpaceTasksError):
-    """Base of the errors about the output: its name, format, existing content, or state."""
-
-
-class OutputFormatError(OutputError, InvalidArgumentError):
-    """The output was asked for in a way that cannot work (the message says what to change).
-
-    A suffix that names no format, an unsupported compression, Parquet with a compression,
-    standard output with anything but JSON Lines, undeclared or badly typed extra columns,
-    or a resume state of another format, compression, columns or version.
-    """
-
-
-class OutputExistsError(OutputError):
-    """A fresh output would replace an existing file or a non-empty directory."""
-
-
-class OutputChangedError(OutputError):
-    """The output on disk is not the one the resume state describes; nothing was changed."""
-
-
-class MissingDependencyError(OutputError, ImportError):
-    """An optional package this output needs (pyarrow, zstandard) is not installed."""
 
 
 # --- format and compression --------------------------------------------------------------------
