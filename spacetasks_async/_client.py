@@ -780,6 +780,7 @@ class Client:
         page_size: int = DEFAULT_PAGE_SIZE,
         window: int = DEFAULT_WINDOW,
         refresh_limit: int = 1000,
+        concurrency: int | None = None,
     ) -> Sync:
         """One run of an incremental sync: only the tasks created or changed since the last.
 
@@ -790,6 +791,8 @@ class Client:
             page_size: tasks per request (a space keeps the size of its first run).
             window: pages on order per space.
             refresh_limit: at most this many tasks not final are remembered and re-read.
+            concurrency: requests in flight across all spaces (default: the client's
+                ``max_in_flight``); the spaces are walked concurrently, as a harvest.
 
         Returns:
             a :class:`~spacetasks_async.Sync`: iterate it, then save ``sync.state``.
@@ -803,4 +806,5 @@ class Client:
             page_size=page_size,
             window=window,
             refresh_limit=refresh_limit,
+            concurrency=concurrency,
         )

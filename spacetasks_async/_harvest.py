@@ -38,18 +38,23 @@ log = logging.getLogger("spacetasks_async")
 
 @attrs.frozen
 class HarvestedTask:
-    """One task and the space it came from."""
+    """One task, the space it came from, and its rank (counted from the end) when read."""
 
     space_token: str
     task: Task
+    rank: int | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen
 class HarvestedPage:
-    """One page of one space, as handed out by :meth:`Harvest.pages`."""
+    """One page of one space, as handed out by :meth:`Harvest.pages`.
+
+    ``ranks`` are its tasks' ranks (counted from the end of the list) when it was read.
+    """
 
     space_token: str
     page: TaskPage
+    ranks: tuple[int, ...] = attrs.field(default=(), eq=False, repr=False)
 
 
 @attrs.frozen
@@ -125,6 +130,7 @@ class Harvest(AsyncClosing):
         checkpoints: where each space resumes (from :meth:`checkpoint` of an earlier run).
         collect_failures: keep failures in ``failures`` instead of raising them at the end.
         on_event: called with a :class:`SpaceEvent` when a space starts, finishes or fails.
+        stop_at: per space, task ids before which its walk ends (an incremental sync).
 
     Example::
 
@@ -148,6 +154,7 @@ class Harvest(AsyncClosing):
         checkpoints: Mapping[str, Checkpoint] | None = None,
         collect_failures: bool = False,
         on_event: Callable[[SpaceEvent], None] | None = None,
+        stop_at: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         validate_limit("concurrency", concurrency, 1, MAX_IN_FLIGHT)
         if space_tokens is not None:
@@ -173,6 +180,7 @@ class Harvest(AsyncClosing):
         self.collect_failures = collect_failures
         self._on_event = on_event
         self._checkpoints = dict(checkpoints or {})
+        self._stop_at = dict(stop_at or {})
         self.limiter = FairLimiter(concurrency)
         self.failures: list[SpaceFailure] = []
         self.stats: dict[str, WalkStats] = {}
@@ -201,6 +209,16 @@ class Harvest(AsyncClosing):
             walk._report(self._current[1])
         return walk.checkpoint
 
+    def stopped(self, space_token: str) -> bool:
+        """Whether the walk of ``space_token`` ended at a ``stop_at`` id (a sync met the
+        newest tasks of its last run) rather than at the end of the list.
+
+        Args:
+            space_token: the space.
+        """
+        walk = self._walks.get(space_token)
+        return walk is not None and walk.stopped
+
     # -- iteration -----------------------------------------------------------------------
 
     def pages(self) -> AsyncIterator[HarvestedPage]:
@@ -218,9 +236,10 @@ class Harvest(AsyncClosing):
         async with contextlib.aclosing(self._pages(by_task=True)) as pages:
             async for item in pages:
                 token = item.space_token
-                for taken, task in enumerate(item.page.tasks, 1):
+                ranks = item.ranks or (None,) * len(item.page.tasks)
+                for taken, (task, rank) in enumerate(zip(item.page.tasks, ranks), 1):
                     self._current = (token, taken)  # counting the task handed now
-                    yield HarvestedTask(token, task)
+                    yield HarvestedTask(token, task, rank)
                     self.stats[token].tasks_yielded += 1
                 self._current = None
                 self._walks[token]._report(None)
@@ -261,6 +280,7 @@ class Harvest(AsyncClosing):
                 checkpoint=self._checkpoints.get(token),
                 gate=functools.partial(self.limiter.slot, token),
                 consume_on_yield=False,
+                stop_at=self._stop_at.get(token, frozenset()),
             )
             self._walks[token] = walk
             self.stats[token] = walk.stats
@@ -315,7 +335,7 @@ async def _walk_space(walk: PageWalk, queue: asyncio.Queue[_Item]) -> None:
     try:
         async with walk:
             async for page in walk:
-                await queue.put(HarvestedPage(token, page))
+                await queue.put(HarvestedPage(token, page, walk.last_ranks))
     except SpaceTasksError as exc:
         log.error("space %s failed: %s", token, exc)
         await queue.put(SpaceFailure(token, exc))

@@ -34,9 +34,10 @@ import orjson
 
 from ._closing import AsyncClosing
 from ._convert import encode_task
-from ._errors import InvalidArgumentError
+from ._errors import HarvestError, InvalidArgumentError
+from ._harvest import Harvest
 from ._models import Task, TaskStatus
-from ._paginate import DEFAULT_WINDOW, PageWalk
+from ._paginate import DEFAULT_WINDOW
 from ._plan import ANCHORS, Checkpoint
 from ._validate import validate_limit, validate_page_size, validate_space_token
 
@@ -267,17 +268,24 @@ class SpaceSyncSummary:
 class Sync(AsyncClosing):
     """One run of an incremental sync; iterate it for :class:`SyncedTask` items.
 
-    ``state`` is the state to save after the run (or at any moment during it: spaces in
-    progress carry their walk's checkpoint, so a run killed halfway resumes); ``summary``
-    says per space what the run did.
+    The spaces are walked concurrently, as a harvest (one limit on requests in flight,
+    shared fairly); each walk ends at the newest tasks of the space's last run. The tasks
+    not final last time are re-read once the walks are done. ``state`` is the state to
+    save after the run, or at any moment during it: spaces in progress carry their walk's
+    checkpoint, so a run stopped halfway resumes. ``summary`` says per space what the run
+    did. Spaces that failed are raised together at the end as a
+    :class:`~spacetasks_async.HarvestError` (the others are synced and in ``state``).
 
     Args:
         client: the client that sends the requests.
         space_tokens: the spaces.
         state: the state of the last run (an empty state: a first run).
-        page_size: tasks per request (a space keeps the size of its first run).
+        page_size: tasks per request (the spaces' states must have been written with it).
         window: pages on order per space.
-        refresh_limit: at most this many tasks not final are remembered and re-read.
+        refresh_limit: at most this many tasks not final are remembered and re-read, per
+            space.
+        concurrency: requests in flight across all spaces (default: the client's
+            ``max_in_flight``).
     """
 
     def __init__(
@@ -289,38 +297,60 @@ class Sync(AsyncClosing):
         page_size: int,
         window: int = DEFAULT_WINDOW,
         refresh_limit: int = 1000,
+        concurrency: int | None = None,
     ) -> None:
         self._client = client
         self.space_tokens = list(dict.fromkeys(space_tokens))
-        for token in self.space_tokens:
-            validate_space_token(token)
         validate_page_size(page_size)
         validate_limit("refresh_limit", refresh_limit, 0, 1_000_000)
+        for token in self.space_tokens:
+            validate_space_token(token)
+            known = state.spaces.get(token)
+            if known is not None and known.page_size != page_size:
+                raise InvalidArgumentError(
+                    f"the sync state of space {token!r} was written with page_size "
+                    f"{known.page_size}; a sync must keep it, got {page_size}"
+                )
         self._spaces = dict(state.spaces)
         self.page_size = page_size
-        self.window = window
         self.refresh_limit = refresh_limit
         self.started = datetime.datetime.now(datetime.UTC)
-        self.summary: dict[str, SpaceSyncSummary] = {}
-        self._walk: PageWalk | None = None
-        self._taken = 0  # tasks of the walk's current page handed out
-        self._newest: list[str] = []  # of the space being synced: its newest tasks
-        self._fresh_pending: list[tuple[str, int, str]] = []  # and those not final
+        self.summary: dict[str, SpaceSyncSummary] = {
+            t: SpaceSyncSummary() for t in self.space_tokens
+        }
+        self._newest: dict[str, list[str]] = {}
+        self._pending: dict[str, list[tuple[str, int, str]]] = {}
+        for token in self.space_tokens:
+            known = self._spaces.get(token)
+            resuming = known is not None and known.walk is not None
+            self._newest[token] = list(known.run_front) if resuming and known else []
+            self._pending[token] = list(known.run_pending) if resuming and known else []
+        self._harvest = Harvest(
+            client,
+            self.space_tokens,
+            page_size=page_size,
+            concurrency=client.max_in_flight if concurrency is None else concurrency,
+            window=window,
+            checkpoints={t: s.walk for t, s in self._spaces.items() if s.walk is not None},
+            stop_at={t: frozenset(s.front) for t, s in self._spaces.items() if s.front},
+            collect_failures=True,
+        )
         self._gen: AsyncIterator[SyncedTask] | None = None
 
     @property
     def state(self) -> SyncState:
         """The state as of now (save it; see the class docstring)."""
         spaces = dict(self._spaces)
-        walk = self._walk
-        if walk is not None:
-            walk._report(self._taken)  # the tasks of the current page handed out so far
-            current = spaces[walk.space_token]
-            spaces[walk.space_token] = attrs.evolve(
+        for token in self.space_tokens:
+            if token in self._harvest.completed or token not in self._harvest.stats:
+                continue  # finished (its state is final below) or not started
+            point = self._harvest.checkpoint(token)
+            current = spaces.get(token) or SpaceSyncState(token, self.page_size)
+            spaces[token] = attrs.evolve(
                 current,
-                walk=walk.checkpoint,
-                run_front=tuple(self._newest),
-                run_pending=tuple(self._fresh_pending[: self.refresh_limit]),
+                walk=point,
+                run_front=tuple(self._newest[token]),
+                run_pending=tuple(self._pending[token][: self.refresh_limit]),
             )
         return SyncState(spaces)
 
@@ -333,66 +363,50 @@ class Sync(AsyncClosing):
         """Stop the run; nothing keeps running after this returns."""
         if self._gen is not None:
             await self._gen.aclose()  # type: ignore[attr-defined]
+        await self._harvest.aclose()
 
     async def _run(self) -> AsyncIterator[SyncedTask]:
-        for token in self.space_tokens:
-            async for item in self._space(token):
-                yield item
+        async for item in self._harvest:
+            token, task = item.space_token, item.task
+            newest = self._newest[token]
+            if len(newest) < ANCHORS:
+                newest.append(task.task_id)
+            if not _final(task) and item.rank is not None:
+                self._pending[token].append((task.task_id, item.rank, task_hash(task)))
+            self.summary[token].new += 1
+            yield SyncedTask(token, task, "new", self.started)
+        for token in self._harvest.completed:
+            async for changed in self._finish(token):
+                yield changed
+        if self._harvest.failures:
+            raise HarvestError(
+                f"{len(self._harvest.failures)} of {len(self.space_tokens)} spaces failed",
+                [f.error for f in self._harvest.failures],
+            )
 
-    async def _space(self, token: str) -> AsyncIterator[SyncedTask]:
-        before = self._spaces.get(token)
-        size = before.page_size if before is not None else self.page_size
-        summary = self.summary[token] = SpaceSyncSummary()
-        front = before.front if before is not None else ()
-        summary.full = not front
-        walk = PageWalk(
-            self._client,
-            token,
-            page_size=size,
-            window=self.window,
-            checkpoint=None if before is None else before.walk,
-            stop_at=frozenset(front),
-            consume_on_yield=False,  # counted task by task, for a state taken mid-page
-        )
-        if before is None:
-            before = SpaceSyncState(token, size)
-        self._spaces[token] = before
-        self._walk = walk
-        resuming = before.walk is not None
-        newest = self._newest = list(before.run_front) if resuming else []
-        fresh_pending = self._fresh_pending = list(before.run_pending) if resuming else []
-        try:
-            async with walk:
-                async for page in walk:
-                    self._taken = 0
-                    for task, rank in zip(page.tasks, walk.last_ranks, strict=True):
-                        if len(newest) < ANCHORS:
-                            newest.append(task.task_id)
-                        if not _final(task):
-                            fresh_pending.append((task.task_id, rank, task_hash(task)))
-                        summary.new += 1
-                        self._taken += 1
-                        yield SyncedTask(token, task, "new", self.started)
-                    walk._report(None)
-        finally:
-            self._walk = None
-        summary.requests = walk.stats.requests
-        count = walk.stats.count_at_end or 0
+    async def _finish(self, token: str) -> AsyncIterator[SyncedTask]:
+        """Refresh what was not final, count deletions, and write the space's new state."""
+        before = self._spaces.get(token) or SpaceSyncState(token, self.page_size)
+        summary = self.summary[token]
+        stats = self._harvest.stats[token]
+        count = stats.count_at_end or 0
+        summary.requests = stats.requests
         # A run that reached the end of the list without meeting the last run's newest
         # tasks read the whole space (they were all deleted): every task came out as new.
-        summary.full = not walk.stopped
-        refreshed, pending = await self._refresh(token, size, before.pending, count, summary)
-        for task in refreshed:
+        summary.full = not self._harvest.stopped(token)
+        changed, pending = await self._refresh(token, before.pending, count, summary)
+        for task in changed:
             yield SyncedTask(token, task, "changed", self.started)
-        summary.deleted = max(0, before.count + summary.new - count) if before.count else 0
-        pending_all = fresh_pending + pending
-        summary.over_limit = max(0, len(pending_all) - self.refresh_limit)
+        if before.count:
+            summary.deleted = max(0, before.count + summary.new - count)
+        everything = self._pending[token] + pending
+        summary.over_limit = max(0, len(everything) - self.refresh_limit)
         self._spaces[token] = SpaceSyncState(
             token,
-            size,
+            self.page_size,
             count,
-            tuple((newest + list(front))[:ANCHORS]),
-            tuple(pending_all[: self.refresh_limit]),
+            tuple((self._newest[token] + list(before.front))[:ANCHORS]),
+            tuple(everything[: self.refresh_limit]),
             self.started.isoformat(),
             None,
         )
@@ -400,7 +414,6 @@ class Sync(AsyncClosing):
     async def _refresh(
         self,
         token: str,
-        size: int,
         pending: tuple[tuple[str, int, str], ...],
         count: int,
         summary: SpaceSyncSummary,
@@ -414,6 +427,7 @@ class Sync(AsyncClosing):
         if not pending or count == 0:
             summary.unresolved += len(pending)
             return [], []
+        size = self.page_size
         wanted = {tid: (rank, digest) for tid, rank, digest in pending}
         by_page: dict[int, list[str]] = {}
         for tid, (rank, _) in wanted.items():
