@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Harvest every task of Unpod spaces, fast and losslessly, as JSON Lines.",
+        description="Harvest every task of Unpod spaces, fast and losslessly, as JSON Lines, CSV "
+        "or Parquet.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_epilog(
             "start here:\n"
@@ -249,8 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=_float_above(0, inclusive=True),
         default=None,
         metavar="SECONDS",
-        help="commit the output and rewrite the checkpoint at most this often, and when a "
-        f"space ends; 0: after every page (default: {DEFAULT_CHECKPOINT_INTERVAL:g}; "
+        help="commit the output and rewrite the checkpoint at most this often (and, but for "
+        "Parquet, when a space ends); 0: after every page "
+        f"(default: {DEFAULT_CHECKPOINT_INTERVAL:g}; "
         f"Parquet: {PARQUET_CHECKPOINT_INTERVAL:g}, as each commit writes a part file)",
     )
     _add_harvest_tuning(harvest, concurrency=DEFAULT_CONCURRENCY)
