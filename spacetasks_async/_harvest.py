@@ -237,7 +237,7 @@ class Harvest(AsyncClosing):
             async for item in pages:
                 token = item.space_token
                 ranks = item.ranks or (None,) * len(item.page.tasks)
-                for taken, (task, rank) in enumerate(zip(item.page.tasks, ranks), 1):
+                for taken, (task, rank) in enumerate(zip(item.page.tasks, ranks, strict=True), 1):
                     self._current = (token, taken)  # counting the task handed now
                     yield HarvestedTask(token, task, rank)
                     self.stats[token].tasks_yielded += 1
