@@ -21,6 +21,7 @@ from ._common import (
     PROG,
 )
 from ._demo import cmd_demo
+from ._sync import cmd_sync
 
 # -- argument types --------------------------------------------------------------------
 
@@ -281,6 +282,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_connection(spaces, org_help="organization handle (default: $UNPOD_ORG_HANDLE)")
     spaces.set_defaults(handler=cmd_spaces, verbose=0, quiet=False)
+
+    sync = sub.add_parser(
+        "sync",
+        help="write only the tasks created or changed since the last run",
+        description=_para(
+            "One run of an incremental sync: read each space from its newest task down to "
+            "the newest tasks the last run saw (every task created since comes out once), "
+            "re-read the tasks whose status was not final, and write the new and the changed "
+            "ones to OUTPUT with 'synced_at' and 'change' ('new' or 'changed'); consumers "
+            "keep the latest per task_id. The first run writes every task. --state FILE "
+            "records where each space stands and where OUTPUT was committed: the next run "
+            "appends (Parquet: one new part file per run)."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_epilog(
+            "examples:\n"
+            "  spacetasks sync TOKEN_A TOKEN_B --state sync.json -o changes.jsonl\n"
+            "  spacetasks sync --all-spaces --org-handle acme --state sync.json -o lake.parquet\n"
+        ),
+    )
+    sync.add_argument("tokens", nargs="*", metavar="SPACE_TOKEN", help="the spaces to sync")
+    sync.add_argument("--tokens-file", type=Path, metavar="FILE", help="read tokens from FILE")
+    sync.add_argument("--all-spaces", action="store_true", help="every space of the organization")
+    sync.add_argument("--state", type=Path, required=True, metavar="FILE", help="the sync state")
+    sync.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="PATH", help="x.jsonl, x.csv, x.parquet"
+    )
+    sync.add_argument("--format", choices=[f.value for f in OutputFormat], default=None)
+    sync.add_argument(
+        "--overwrite", action="store_true", help="on a first run, replace an existing output"
+    )
+    sync.add_argument(
+        "--refresh-limit",
+        type=_int_at_least(0),
+        default=1000,
+        metavar="N",
+        help="per space, at most N tasks not final are remembered and re-read (default: 1000)",
+    )
+    _add_harvest_tuning(sync, concurrency=DEFAULT_CONCURRENCY)
+    _add_connection(sync, org_help="organization handle, for --all-spaces")
+    _add_verbosity(sync)
+    sync.set_defaults(handler=cmd_sync)
 
     serve = sub.add_parser(
         "serve",
