@@ -18,8 +18,16 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from ._common import EXIT_CODES, EXIT_INTERRUPTED, EXIT_USAGE
-from ._parser import build_parser
+try:
+    import rich  # noqa: F401  (the command's one dependency beyond the library's)
+except ImportError:  # pragma: no cover - exercised by a test in a subprocess
+    _MISSING = "the spacetasks command needs its extra: pip install 'spacetasks-async[cli]'"
+else:
+    _MISSING = ""
+
+if not _MISSING:
+    from ._common import EXIT_CODES, EXIT_INTERRUPTED, EXIT_USAGE
+    from ._parser import build_parser
 
 __all__ = ["EXIT_CODES", "build_parser", "main"]
 
@@ -32,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Args:
         argv: the arguments after the program name (default: ``sys.argv[1:]``).
     """
+    if _MISSING:
+        print(f"spacetasks: error: {_MISSING}", file=sys.stderr)
+        return 1
     parser = build_parser()
     args = parser.parse_args(argv)
     command: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
