@@ -17,6 +17,8 @@ The hierarchy::
     │   └── RequestTimeoutError     also a builtin TimeoutError
     ├── WalkIncompleteError         the walk could not prove it handed out every task
     ├── HarvestError                spaces failed: also an ExceptionGroup of their errors
+    ├── CheckpointError             the command line's checkpoint cannot be used for this run
+    ├── LockedError                 another run holds the output or checkpoint
     ├── OutputError                 the command line's output (files, formats, resume state)
     │   ├── OutputFormatError       also an InvalidArgumentError
     │   ├── OutputExistsError
@@ -53,12 +55,14 @@ __all__ = [
     "BackendFailureError",
     "BadRequestError",
     "BusinessLogicError",
+    "CheckpointError",
     "ConfigurationError",
     "DecodeError",
     "HTTPStatusError",
     "InsecureTransportWarning",
     "InvalidArgumentError",
     "InvalidSpaceTokenError",
+    "LockedError",
     "NotFoundError",
     "PermissionDeniedError",
     "ProtocolError",
@@ -721,3 +725,12 @@ class OutputChangedError(OutputError):
 
 class MissingDependencyError(OutputError, ImportError):
     """An optional package this output needs (pyarrow, zstandard) is not installed."""
+
+
+class CheckpointError(SpaceTasksError):
+    """The command line's checkpoint file cannot be used for this run (the message says why
+    and what to do)."""
+
+
+class LockedError(SpaceTasksError):
+    """Another run holds the lock of the output or checkpoint (the message names it)."""

@@ -51,7 +51,7 @@ from typing import Any, Final
 import attrs
 import orjson
 
-from ._errors import InvalidArgumentError
+from ._errors import CheckpointError, InvalidArgumentError, LockedError
 from ._plan import Checkpoint
 
 __all__ = [
@@ -66,14 +66,6 @@ __all__ = [
 
 CHECKPOINT_VERSION: Final = 3
 _FILE_MODE: Final = 0o600
-
-
-class CheckpointError(Exception):
-    """The checkpoint file cannot be used for this run (the message says why and what to do)."""
-
-
-class LockedError(Exception):
-    """Another run holds the lock of the output or checkpoint (the message names it)."""
 
 
 @attrs.define

@@ -82,6 +82,7 @@ def walk_peak_kib(server: dict[str, str], index: int) -> int:
     return peak
 
 
+@pytest.mark.slow
 def test_peak_memory_of_a_walk_does_not_grow_with_the_size_of_the_space(
     server: dict[str, str],
 ) -> None:

@@ -28,6 +28,7 @@ from .._errors import (
 from .._formats import OutputError
 from .._output import CheckpointError, LockedError
 from .._progress import Display, LiveDisplay, NullDisplay, PlainDisplay, Tracker, fmt_seconds
+from .._validate import DEFAULT_MAX_IN_FLIGHT
 
 PROG: Final = "spacetasks"
 
@@ -52,7 +53,8 @@ EXIT_CODES: Final = {
 }
 
 DEFAULT_PAGE_SIZE: Final = 100
-DEFAULT_CONCURRENCY: Final = 16
+#: The library's own default (Client(max_in_flight=...)): one default, stated once.
+DEFAULT_CONCURRENCY: Final = DEFAULT_MAX_IN_FLIGHT
 DEFAULT_CHECKPOINT_INTERVAL: Final = 1.0
 #: Each commit of a Parquet dataset writes one part file: fewer, larger parts read faster.
 PARQUET_CHECKPOINT_INTERVAL: Final = 10.0
