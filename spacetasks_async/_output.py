@@ -43,7 +43,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
@@ -52,6 +51,7 @@ import attrs
 import orjson
 
 from ._errors import CheckpointError, InvalidArgumentError, LockedError
+from ._files import replace_file
 from ._plan import Checkpoint
 
 __all__ = [
@@ -315,19 +315,7 @@ class CheckpointFile:
 
         The file is created with mode 0600 (``mkstemp``): it names the output and the spaces.
         """
-        data = orjson.dumps(self.to_json(), option=orjson.OPT_INDENT_2)
-        directory = self.path.parent
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        replace_file(self.path, orjson.dumps(self.to_json(), option=orjson.OPT_INDENT_2))
 
 
 def lock_path(path: Path) -> Path:

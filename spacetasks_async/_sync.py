@@ -20,11 +20,9 @@ resumes like a harvest.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
 import os
-import tempfile
 from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -35,6 +33,7 @@ import orjson
 from ._closing import AsyncClosing
 from ._convert import encode_task
 from ._errors import HarvestError, InvalidArgumentError
+from ._files import replace_file
 from ._harvest import Harvest
 from ._models import Task, TaskStatus
 from ._paginate import DEFAULT_WINDOW
@@ -206,19 +205,7 @@ class SyncState:
         Args:
             path: the state file.
         """
-        target = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(orjson.dumps(self.to_json(), option=orjson.OPT_INDENT_2))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        replace_file(Path(path), orjson.dumps(self.to_json(), option=orjson.OPT_INDENT_2))
 
 
 @attrs.frozen

@@ -16,10 +16,7 @@ Parquet: one new part file per run in the same dataset.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ import orjson
 from .._client import Client
 from .._convert import encode_task
 from .._errors import OutputError, SpaceTasksError
+from .._files import replace_file
 from .._formats import OutputFormat, Sink, infer_format, open_sink
 from .._sync import SyncState
 from ._commands import _client, report_fatal
@@ -63,18 +61,7 @@ def _load_state(path: Path) -> dict[str, Any]:
 
 
 def _save_state(path: Path, obj: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    replace_file(path, orjson.dumps(obj, option=orjson.OPT_INDENT_2))
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
