@@ -561,3 +561,9 @@ async def test_a_walk_and_a_harvest_never_touch_the_garbage_collector(
             async with client.harvest(tokens, page_size=10) as harvest:
                 assert len([i async for i in harvest]) == 320
     assert gc.isenabled()
+
+
+def test_make_converter_is_exported_from_the_package() -> None:
+    assert st.make_converter is make_converter
+    assert "make_converter" in st.__all__
+    assert st.converter is package_converter
