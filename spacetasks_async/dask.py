@@ -122,7 +122,6 @@ from ._client import (
 from ._convert import encode_task
 from ._errors import ConfigurationError, InvalidArgumentError
 from ._formats import MissingDependencyError, _pyarrow, _task_values, parquet_schema
-from ._gc import gc_paused
 from ._paginate import DEFAULT_WINDOW, MAX_WINDOW
 from ._retry import RetryPolicy
 from ._validate import (
@@ -265,14 +264,13 @@ class _Columns:
     def add(self, raw_tasks: Sequence[Mapping[str, Any]]) -> None:
         # The Parquet sink's own conversion: the same values for the same task.
         columns = self._buffer
-        with gc_paused():
-            for raw in raw_tasks:
-                row = [self._token, *_task_values(raw)]
-                for column, value in zip(columns, row, strict=True):
-                    column.append(value)
-                self._rows += 1
-                if self._rows >= _CHUNK_ROWS:
-                    self._flush()
+        for raw in raw_tasks:
+            row = [self._token, *_task_values(raw)]
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+            self._rows += 1
+            if self._rows >= _CHUNK_ROWS:
+                self._flush()
                     columns = self._buffer
 
     def _flush(self) -> None:
