@@ -271,7 +271,7 @@ class _Columns:
             self._rows += 1
             if self._rows >= _CHUNK_ROWS:
                 self._flush()
-                    columns = self._buffer
+                columns = self._buffer
 
     def _flush(self) -> None:
         pa = self._pa
