@@ -13,6 +13,7 @@ and :mod:`._common` (exit codes, console, errors, signals) beneath them all.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -49,6 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    # This process is the command's own: a long harvest allocates many small, short-lived
+    # objects (decoded tasks), and the default collector thresholds spend about a seventh
+    # of the CPU on them (the demo: 9.5 s of CPU, 8.1 s with these). The library never
+    # touches the collector; the command may.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     try:
         return command(args)
     except KeyboardInterrupt:
