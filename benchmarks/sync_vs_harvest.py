@@ -48,14 +48,14 @@ def main() -> None:
         tokens = server.space_tokens
         key, base = server.api_key, server.base_url
         rows = [("full harvest (client.harvest)", *asyncio.run(harvest(base, key, tokens)))]
-        items, requests, seconds, state = asyncio.run(one_run(base, key, tokens, SyncState(), 1000))
-        rows.append(
-            ("first sync run (a full harvest that keeps a state)", items, requests, seconds)
-        )
-        for limit in (1000, 0):
+        for limit in (0, 1000):
+            items, requests, seconds, state = asyncio.run(
+                one_run(base, key, tokens, SyncState(), limit)
+            )
+            rows.append((f"first sync run, refresh_limit={limit}", items, requests, seconds))
             for token in tokens:
                 holder.call(server.create_tasks, token, NEW)
-            items, requests, seconds, state = asyncio.run(one_run(base, key, tokens, state, limit))
+            items, requests, seconds, _ = asyncio.run(one_run(base, key, tokens, state, limit))
             rows.append((f"next sync run, 1% new, refresh_limit={limit}", items, requests, seconds))
     lines = [
         "# Sync against a full harvest",

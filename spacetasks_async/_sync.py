@@ -381,13 +381,16 @@ class Sync(AsyncClosing):
         # A run that reached the end of the list without meeting the last run's newest
         # tasks read the whole space (they were all deleted): every task came out as new.
         summary.full = not self._harvest.stopped(token)
-        changed, pending = await self._refresh(token, before.pending, count, summary)
+        # This run's limit bounds the re-reads too (the newest tasks not final first).
+        refresh = before.pending[: self.refresh_limit]
+        summary.over_limit = len(before.pending) - len(refresh)
+        changed, pending = await self._refresh(token, refresh, count, summary)
         for task in changed:
             yield SyncedTask(token, task, "changed", self.started)
         if before.count:
             summary.deleted = max(0, before.count + summary.new - count)
         everything = self._pending[token] + pending
-        summary.over_limit = max(0, len(everything) - self.refresh_limit)
+        summary.over_limit += max(0, len(everything) - self.refresh_limit)
         self._spaces[token] = SpaceSyncState(
             token,
             self.page_size,
