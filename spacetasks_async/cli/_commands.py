@@ -21,7 +21,6 @@ from .._client import Client, _is_loopback
 from .._convert import encode_space
 from .._errors import InsecureTransportWarning, SpaceTasksError
 from .._formats import OutputError, OutputFormat, infer_format
-from .._output import CheckpointError, LockedError
 from .._progress import RetryCount
 from .._retry import RetryPolicy
 from ._common import (
@@ -29,6 +28,7 @@ from ._common import (
     EXIT_ERROR,
     EXIT_OK,
     EXIT_USAGE,
+    FATAL_ERRORS,
     PARQUET_CHECKPOINT_INTERVAL,
     PROG,
     Interrupt,
@@ -198,14 +198,7 @@ def cmd_harvest(args: argparse.Namespace) -> int:
                 outcome = await run_harvest(client, job, ui, interrupt, retries)
         except BrokenPipeError:
             raise  # the reader of standard output left: see main()
-        except (
-            SpaceTasksError,
-            CheckpointError,
-            UsageError,
-            LockedError,
-            UnreachableError,
-            OSError,
-        ) as exc:
+        except FATAL_ERRORS as exc:
             return report_fatal(ui, exc, client)
         print_summary(ui, outcome)
         print_final_line(ui, outcome)

@@ -23,6 +23,7 @@ from .._errors import (
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
+    SpaceTasksError,
     TransportError,
 )
 from .._formats import OutputError
@@ -284,3 +285,13 @@ def run_command(make: Callable[[Interrupt], Coroutine[Any, Any, int]]) -> int:
 
 class UnreachableError(Exception):
     """The server cannot be reached at all (name unknown, connection refused): exit 4."""
+
+
+#: What a command reports as one line and an exit code (a checkpoint, lock or output
+#: problem is a SpaceTasksError too; OSError: a file that cannot be written).
+FATAL_ERRORS: tuple[type[BaseException], ...] = (
+    SpaceTasksError,
+    UsageError,
+    UnreachableError,
+    OSError,
+)

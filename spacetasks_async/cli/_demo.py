@@ -12,9 +12,7 @@ import orjson
 from rich.text import Text
 
 from .._client import Client
-from .._errors import SpaceTasksError
 from .._formats import Compression, OutputError, OutputFormat, infer_format
-from .._output import CheckpointError, LockedError
 from .._progress import RetryCount
 from .._retry import RetryPolicy
 from ._commands import report_fatal
@@ -23,9 +21,8 @@ from ._common import (
     EXIT_ERROR,
     EXIT_OK,
     EXIT_USAGE,
+    FATAL_ERRORS,
     Interrupt,
-    UnreachableError,
-    UsageError,
     make_ui,
     run_command,
 )
@@ -152,14 +149,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             try:
                 async with client:
                     outcome = await run_harvest(client, job, ui, interrupt, retries)
-            except (
-                SpaceTasksError,
-                CheckpointError,
-                UsageError,
-                LockedError,
-                UnreachableError,
-                OSError,
-            ) as exc:
+            except FATAL_ERRORS as exc:
                 return report_fatal(ui, exc, client)
             truth = {t: server.space_data(t).live_count for t in server.space_tokens}
         print_summary(ui, outcome)

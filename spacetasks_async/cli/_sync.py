@@ -24,7 +24,7 @@ import orjson
 
 from .._client import Client
 from .._convert import encode_task
-from .._errors import OutputError, SpaceTasksError
+from .._errors import SpaceTasksError
 from .._files import replace_file
 from .._formats import OutputFormat, Sink, infer_format, open_sink
 from .._sync import SyncState
@@ -32,8 +32,8 @@ from ._commands import _client, report_fatal
 from ._common import (
     EXIT_OK,
     EXIT_PARTIAL,
+    FATAL_ERRORS,
     Interrupt,
-    UnreachableError,
     UsageError,
     make_ui,
     run_command,
@@ -136,7 +136,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
                     )
                 finally:
                     sink.close()
-        except (SpaceTasksError, UsageError, UnreachableError, OutputError) as exc:
+        except FATAL_ERRORS as exc:
             return report_fatal(ui, exc, client)
         for token, summary in sync.summary.items():
             ui.info(
