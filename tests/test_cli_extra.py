@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
 
 BLOCK_RICH = "import sys; sys.modules['rich'] = None; "
 
@@ -32,3 +35,30 @@ def test_the_command_without_its_extra_says_what_to_install() -> None:
     result = run("from spacetasks_async.cli import main; sys.exit(main(['demo']))")
     assert result.returncode == 1
     assert "pip install 'spacetasks-async[cli]'" in result.stderr
+
+
+def test_the_demo_writes_and_verifies_a_parquet_dataset(tmp_path: Path) -> None:
+    # The README's path from install to DuckDB goes through this.
+    out = tmp_path / "tasks.parquet"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "spacetasks_async",
+            "demo",
+            "--spaces",
+            "3",
+            "--tasks",
+            "400",
+            "--latency",
+            "0.001",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "400 rows = the 400 tasks on the server, each exactly once" in result.stderr
+    assert pq.read_table(out).num_rows == 400
