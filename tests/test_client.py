@@ -8,7 +8,6 @@ import re
 from typing import Any
 
 import aiohttp
-import attrs
 import cattrs
 import pytest
 from aioresponses import CallbackResult, aioresponses
@@ -482,25 +481,9 @@ async def test_protocol_errors_name_a_wrong_value_by_its_type_not_its_content(
 # -- Client(converter=...) -------------------------------------------------------------------
 
 
-@attrs.frozen
-class Lead:
-    """A user's own class for ``Task.input`` (the local server's inputs have these keys)."""
-
-    name: str
-    contact_number: str
-    email: str | None = None
-    context: str | None = None
-
-
-def lead_converter() -> cattrs.Converter:
-    theirs = make_converter()
-
-    def structure_input(value: Any, _: Any) -> Lead:
-        lead: Lead = theirs.structure(value, Lead)
-        return lead
-
-    theirs.register_structure_hook_func(lambda t: t == dict[str, Any], structure_input)
-    return theirs
+# The user's class and converter are the converter tests' (one example of a user's hook).
+from test_converter import Lead  # noqa: E402  (tests/ is on sys.path)
+from test_converter import _lead_converter as lead_converter  # noqa: E402
 
 
 async def test_a_users_converter_decodes_every_task_of_a_walk() -> None:
