@@ -65,8 +65,9 @@ the walk observes, never with a count a server claims) runs out, the walk raises
 Dedupe never looks at timestamps. A task is handed out unless its ``task_id`` is in the
 memory of recent hand-outs, or it comes before (is newer than) such a task within the same
 page: a task newer than one handed out was handed out too, or was created during the walk,
-or lies in a seam whose verification hands it out. The memory holds a window of pages plus
-twice the change of count observed, so it stays flat on a space that does not change.
+or lies in a seam whose verification hands it out. The memory holds the tasks handed out
+since the last read of the front (about 10,000) plus twice the change of count observed:
+flat on a space of any size.
 
 Checkpoints are in the same coordinates: the rank and ids of the last task taken (anchors,
 found again however many tasks were created or deleted since), the ids taken beyond it,
@@ -1296,7 +1297,11 @@ class WalkPlan:
             memory[ids[i]] = None
         if not recovered:
             answer.given = frozenset(ids[i] for i in chosen)
-        capacity = (self._group_limit() + self.window + 3) * self.size + 2 * self._change
+        # At least every task handed out since the last read of the front (a bracket's
+        # worth, about 10,000 ids): creations and deletions that cancel out between two
+        # answers move tasks without moving the count, so the count alone cannot size it.
+        window = max(self._group_limit() + self.window + 3, self._bracket_period() + 2)
+        capacity = window * self.size + 2 * self._change
         while len(memory) > capacity:
             memory.popitem(last=False)
         return HandOut(
