@@ -224,7 +224,7 @@ class Harvest(AsyncClosing):
     def pages(self) -> AsyncIterator[HarvestedPage]:
         """Hand out whole pages, in page order within each space."""
         if self._gen is None:
-            self._gen = self._run()
+            self._gen = self._pages(by_task=False)
         return self._gen
 
     async def __anext__(self) -> HarvestedTask:
@@ -254,9 +254,6 @@ class Harvest(AsyncClosing):
     def _event(self, kind: SpaceEventKind, token: str, error: SpaceTasksError | None) -> None:
         if self._on_event is not None:
             self._on_event(SpaceEvent(kind, token, self.stats[token], error))
-
-    def _run(self) -> AsyncIterator[HarvestedPage]:
-        return self._pages(by_task=False)
 
     async def _pages(self, *, by_task: bool) -> AsyncGenerator[HarvestedPage, None]:
         if self._list_spaces:

@@ -140,7 +140,6 @@ class HandOut:
     page: int
     size: int
     count: int
-    repeats: int
     recovered: bool
 
 
@@ -310,7 +309,6 @@ class _Answer:
     received: int = -1
     count: int = 0
     ids: tuple[str, ...] = ()
-    repeats: int = 0  # ids already handed out when it was handed out
     handed: bool = False
     given: frozenset[str] = frozenset()  # the ids this answer handed out
     index: int = -1  # its place in the chain (-1: not in it)
@@ -1288,10 +1286,9 @@ class WalkPlan:
             if i > last_known and tid not in memory and tid not in skip and tid not in here:
                 here.add(tid)
                 chosen.append(i)
-        answer.repeats = sum(1 for i in places if ids[i] in memory)
         if not recovered:
             self.duplicates_dropped += len(places) - len(chosen)
-            if answer.repeats:
+            if any(ids[i] in memory for i in places):
                 self.drift_events += 1  # tasks created during the walk pushed these on
         for i in chosen:
             memory[ids[i]] = None
@@ -1311,7 +1308,6 @@ class WalkPlan:
             answer.page,
             answer.size,
             answer.count,
-            answer.repeats,
             recovered,
         )
 
