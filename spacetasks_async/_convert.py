@@ -29,16 +29,18 @@ and in ``__slots__``: read from the class's attrs metadata, see :func:`_twin_of`
 by filling a plain slotted twin class and assigning ``__class__``; any other model is built
 by calling the class, so that what its ``__init__`` does is never skipped.
 
-Pay for what is used: with ``make_converter(lazy=True)`` (the package's converter), a field
-marked ``DECODED_ON_ACCESS`` in the model (``Task.output``: the call, its transcript and its
-analysis) keeps the object as sent, with what decodes it, and the attribute decodes it when
-first read (see :class:`~._models._OnAccess`). Measured on pages of 100 tasks of the local
-server (``benchmarks/_decode.py``): decoding costs about 1.9 times ``orjson.loads`` instead of
-2.7, and reading every output afterwards costs no more than decoding it with the page; a read
-of ``task.output`` once decoded costs about 0.1 us instead of 0.01. ``==``, ``repr`` and
-pickling read it, so they see decoded values only; encoding writes an unread one back as it
-came. ``input`` is kept as sent by every converter (it is free-form), so there is nothing to
-defer there.
+Pay for what is used: with ``make_converter(lazy=True)`` (the package's converter) a task is
+not decoded with its page. Its ``task_id`` is checked and kept (a walk needs it), the object
+is kept as sent, and the first read of any other attribute decodes the whole task in place
+(see :func:`_deferring` and :func:`~._models.deferred_subclass`); ``Task.output`` (marked
+``DECODED_ON_ACCESS``: the call, its transcript and its analysis) stays as sent even then,
+until it is read itself (see :class:`~._models._OnAccess`). A task that is never read, such
+as one the command line writes back as JSON, is never decoded, and encoding it gives back
+what was sent without decoding it. ``==``, ``repr``, pickling and ``attrs.evolve`` read
+attributes, so they see decoded values only. A task (or output) that does not decode raises
+its :class:`~spacetasks_async._errors.DecodeError` from the read that decodes it, naming the
+same task and JSON path as an eager converter (``lazy=False``), which decodes everything with
+the page and raises while decoding it. Measured in ``benchmarks/_decode.py``.
 
 Errors: the generated code raises a private ``_Invalid`` carrying the JSON path relative to
 the object being decoded; each enclosing level prepends its own segment on the way out (try
@@ -79,6 +81,8 @@ from ._models import (
     Timestamp,
     _OnAccess,
     _Undecoded,
+    deferred_subclass,
+    pending_of,
 )
 
 __all__ = [
@@ -533,6 +537,8 @@ _BASE_NAMESPACE: Final[Mapping[str, Any]] = {
     "_refused": _refused,
     "_plain": _plain,
     "_Undecoded": _Undecoded,
+    # object's own __class__ setter: the frozen __setattr__ of a model refuses the name.
+    "_retype": object.__dict__["__class__"].__set__,
     "_UNSET": object(),
     "_ABSENT": object(),
     "datetime": datetime,
@@ -595,8 +601,14 @@ class _Block:
     ends up in local ``{p}o``.
     """
 
-    def __init__(self, out: _Source, cls: type, shape: str | None, src: str, p: str) -> None:
+    def __init__(
+        self, out: _Source, cls: type, shape: str | None, src: str, p: str, into: bool = False
+    ) -> None:
         self.out, self.cls, self.src, self.p = out, cls, src, p
+        # Fill the instance in local ``into`` (a deferred one, see _deferring) instead of a
+        # new one: only with a twin, and only once every value is decoded (nothing raises
+        # after the first store, so a failed decode leaves the instance as it was).
+        self.into = into
         self.shape = shape or ""
         self.fields = _wire_fields(cls, shape, out.conv, out.lazy)
         self.lines: list[str] = []
@@ -654,7 +666,10 @@ class _Block:
             # See _twin_of: fill a plain slotted twin, then make it the model. Calling the
             # twin (which has no __init__) allocates it faster than object.__new__(twin).
             twin_name = out.ref(f"_twin_{self.cls.__name__}", twin)
-            self.emit(f"{p}o = {twin_name}()")
+            if self.into:
+                self.emit(f"_retype(into, {twin_name})", f"{p}o = into")
+            else:
+                self.emit(f"{p}o = {twin_name}()")
             self.emit(*(f"{p}o.{n} = {values.get(n, 'None')}" for n in names))
             self.emit(f"{p}o.__class__ = {cls_name}")
         return self.lines
@@ -976,6 +991,59 @@ def _task_id_of(obj: object) -> str | None:
     return task_id if isinstance(task_id, str) else None
 
 
+# Models a lazy converter decodes on first access as a whole, and the key each keeps eager.
+_DEFERRED_KEYS: Final[Mapping[type, str]] = {Task: "task_id"}
+
+
+def _deferring(
+    cls: type,
+    twin: type,
+    key: str,
+    decode: Callable[[dict[str, Any]], Any],
+    decode_into: Callable[[dict[str, Any], Any], None],
+    subject: str,
+) -> Callable[[dict[str, Any]], Any]:
+    """The lazy decoder of ``cls``: check ``key``, keep the object as sent, decode on access.
+
+    Measured on pages of 100 tasks (``benchmarks/_decode.py``): decoding a page costs about
+    0.1 of ``orjson.loads`` on top of it instead of 0.8, and reading a task's attributes
+    later costs what decoding it with the page did, once. A reader that hands tasks on as
+    JSON (:func:`encode_task`, the command line) never decodes them at all. See
+    :func:`~._models.deferred_subclass` for what the instance does until it is read.
+    """
+    deferred = deferred_subclass(cls, key)
+
+    def materialize(d: dict[str, Any], obj: Any) -> None:
+        try:
+            decode_into(d, obj)
+        except _Invalid as exc:
+            task_id = d.get(key)
+            raise DecodeError(
+                exc.reason,
+                path="$" + exc.path,
+                task_id=task_id if isinstance(task_id, str) else None,
+                subject=subject,
+            ) from None
+
+    def defer(d: dict[str, Any]) -> Any:
+        value = d.get(key, _ABSENT)
+        if value.__class__ is not str:
+            return decode(d)  # a missing or wrong key raises; a str subclass decodes now
+        o = twin()
+        setattr(o, key, value)
+        pending = _Undecoded()
+        pending.raw = d
+        pending.decode = materialize
+        o.extra = pending
+        o.__class__ = deferred
+        return o
+
+    return defer
+
+
+_ABSENT: Final = _BASE_NAMESPACE["_ABSENT"]
+
+
 def _structure_model_factory(cls: type, conv: cattrs.Converter, lazy: bool) -> _Hook:
     """The structure hook of a model: generated code (see the module's docstring).
 
@@ -987,9 +1055,18 @@ def _structure_model_factory(cls: type, conv: cattrs.Converter, lazy: bool) -> _
         body = _Block(out, cls, shape, "d", "").build()
         name = f"decode_{shape or 'model'}"
         out.lines += [f"def {name}(d):", *("    " + line for line in body), "    return o", ""]
+    deferred_key = _DEFERRED_KEYS.get(cls) if lazy and shapes == (None,) else None
+    twin = _twin_of(cls) if deferred_key is not None else None
+    if twin is not None:
+        body = _Block(out, cls, None, "d", "", into=True).build()
+        out.lines += ["def decode_into(d, into):", *("    " + line for line in body), ""]
     ns = out.compile()
+    subject = _SUBJECTS.get(cls, cls.__name__)
     raw: Callable[[dict[str, Any]], Any]
-    if shapes == (None,):
+    if twin is not None:
+        assert deferred_key is not None
+        raw = _deferring(cls, twin, deferred_key, ns["decode_model"], ns["decode_into"], subject)
+    elif shapes == (None,):
         raw = ns["decode_model"]
     else:
         native, provider, empty = ns["decode_native"], ns["decode_provider"], ns["decode_empty"]
@@ -1005,7 +1082,6 @@ def _structure_model_factory(cls: type, conv: cattrs.Converter, lazy: bool) -> _
 
         raw = by_shape
 
-    subject = _SUBJECTS.get(cls, cls.__name__)
     has_task_id = "task_id" in attrs.fields_dict(cls)
 
     def structure(obj: Any, _: Any) -> Any:
@@ -1028,7 +1104,19 @@ def _unstructure_model_factory(cls: type, conv: cattrs.Converter) -> Callable[[A
     if shape_attr is None:
         _encoder(out, cls, None, "encode")
         encode: Callable[[Any], Any] = out.compile()["encode"]
-        return encode
+        if cls not in _DEFERRED_KEYS:
+            return encode
+
+        def encode_deferred(obj: Any) -> Any:
+            # One never read is written back as it came, without decoding it (a copy: the
+            # caller may change what it gets).
+            if type(obj) is not cls:
+                pending = pending_of(obj)
+                if pending is not None:
+                    return dict(pending.raw)
+            return encode(obj)
+
+        return encode_deferred
     _encoder(out, cls, "native", "encode_native")
     _encoder(out, cls, "provider", "encode_provider")
     ns = out.compile()
@@ -1214,12 +1302,14 @@ def make_converter(*, lazy: bool = True) -> OrjsonConverter:
     ``unstructure(value)`` (cattrs unstructures an attrs class to a dict). Pass the converter
     to :func:`decode_tasks` (and ``Client(converter=...)``) to decode pages with it.
 
-    ``lazy`` (the default) keeps the parts of a task that many readers never look at as
-    sent, to be decoded when first read: ``Task.output`` (the call, its transcript and its
-    analysis), about two thirds of the cost of decoding a call task. A value there that does
-    not decode then raises :class:`~spacetasks_async.DecodeError` from that read rather than
-    from the decode of the page. ``lazy=False`` decodes everything at once: all errors at
-    decode time.
+    ``lazy`` (the default) decodes a task when it is first read rather than with its page:
+    only ``task_id`` is checked at once; the first read of another attribute decodes the
+    task in place, except ``Task.output`` (the call, its transcript and its analysis, about
+    two thirds of the cost of a call task), decoded when it is read itself. A value that does
+    not decode raises :class:`~spacetasks_async.DecodeError` from that read rather than from
+    the decode of the page; a task never read encodes back as sent without being decoded.
+    ``lazy=False`` decodes everything at once: all errors at decode time (the command line's
+    ``--decode``).
 
     Each call gives an independent converter: hooks registered on it do not reach the
     package's own :data:`converter`.

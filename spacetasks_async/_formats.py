@@ -1257,11 +1257,20 @@ class _StreamSink(Sink):
     ) -> bytes:
         if self.format is OutputFormat.JSONL:
             head = {"space_token": space_token, **dict(zip(self._extra, extra_values, strict=True))}
-            option = orjson.OPT_APPEND_NEWLINE | orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
+            head_option = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
+            option = orjson.OPT_APPEND_NEWLINE | head_option
+            # '{"space_token":"...",' then the task's own text without its '{': one orjson
+            # pass per task and no merged dict. A task that has a key of the head (or no
+            # key) is merged instead, so that the head's value wins as it always did.
+            prefix = orjson.dumps(head, option=head_option)[:-1] + b","
+            dumps = orjson.dumps
             lines = []
             for task in tasks:
                 try:
-                    lines.append(orjson.dumps({**head, **task}, option=option))
+                    if task and head.keys().isdisjoint(task):
+                        lines.append(prefix + dumps(task, option=option)[1:])
+                    else:
+                        lines.append(dumps({**head, **task}, option=option))
                 except orjson.JSONEncodeError as exc:
                     task_id = task.get("task_id")
                     raise InvalidArgumentError(

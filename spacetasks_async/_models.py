@@ -183,6 +183,54 @@ def _decode_on_access(cls: _C) -> _C:
     return cls
 
 
+def deferred_subclass(cls: type, eager: str) -> type:
+    """The class of an instance of ``cls`` whose decoding waits until an attribute is read.
+
+    Such an instance (the package's lazy converter makes them for :class:`Task`) has only
+    two slots filled: ``eager`` (``task_id``, which a walk reads from every task) and
+    ``extra``, which holds an :class:`_Undecoded` of the whole object as sent. Reading any
+    other attribute, ``__class__`` included, first runs ``decode(raw, instance)``, which
+    fills every slot in place and turns the instance into a plain ``cls`` (``__class__``
+    assignment, between classes of one layout: this subclass adds no slot). From then on it
+    *is* a ``cls``: attribute reads are plain slot reads again. Everything that reads
+    attributes (``==``, ``hash``, ``repr``, pickling, ``copy``, ``attrs.evolve`` and
+    ``asdict``) therefore sees a decoded instance; ``isinstance(task, cls)`` holds
+    throughout, ``type(task) is cls`` only once it was read. A decode that fails leaves the
+    instance as it was and raises from every read (as :class:`_OnAccess` does). Two threads
+    reading one instance first at once may both decode it; they store equal values.
+    """
+
+    def read_eager(self: Any) -> Any:
+        return object.__getattribute__(self, eager)
+
+    def __getattribute__(self: Any, name: str) -> Any:
+        if name == eager:
+            return read_eager(self)
+        # object.__getattribute__ reads the slot whatever the class is right now (another
+        # thread may be decoding this instance).
+        pending = object.__getattribute__(self, "extra")
+        if pending.__class__ is _Undecoded:
+            pending.decode(pending.raw, self)
+        return object.__getattribute__(self, name)
+
+    return type(
+        f"_Deferred{cls.__name__}",
+        (cls,),
+        {
+            "__slots__": (),
+            "__getattribute__": __getattribute__,
+            "__module__": cls.__module__,
+            "__doc__": f"A {cls.__name__} not decoded yet (see deferred_subclass).",
+        },
+    )
+
+
+def pending_of(obj: object) -> _Undecoded | None:
+    """The :class:`_Undecoded` of an instance of a :func:`deferred_subclass` not read yet."""
+    value = object.__getattribute__(obj, "extra")
+    return value if value.__class__ is _Undecoded else None
+
+
 class TaskStatus(enum.StrEnum):
     """The task statuses the server is known to use. Others decode as plain ``str``."""
 
@@ -352,13 +400,16 @@ class Task:
     does this for some pending and email tasks) ``output`` is ``None`` and the value is kept
     verbatim in ``extra["output"]``, so that encoding gives back exactly what was sent.
 
-    The package's converter keeps the ``output`` object as sent and decodes it when the
-    attribute is first read: most readers of a space never look at call details, and they
-    are two thirds of the cost of decoding a call task. The decoded value is kept (a later
-    read costs about 0.1 us); an object that does not decode raises
-    :class:`~spacetasks_async.DecodeError` from every read, naming the task and the path
-    (``$.output.transcript[2].content``), where an eager converter
-    (``make_converter(lazy=False)``) raises it while decoding the page.
+    The package's converter decodes a task when it is first read, not with its page: only
+    ``task_id`` is checked and kept at once, and the first read of any other attribute
+    decodes the task in place (``isinstance(task, Task)`` holds all along; ``type(task)`` is
+    a private subclass until then). It keeps the ``output`` object as sent even then, and
+    decodes it when that attribute is first read: most readers of a space never look at call
+    details, and they are two thirds of the cost of decoding a call task. Decoded values are
+    kept (a later read of ``output`` costs about 0.1 us). A task or an ``output`` that does
+    not decode raises :class:`~spacetasks_async.DecodeError` from every read, naming the task
+    and the path (``$.created``, ``$.output.transcript[2].content``), where an eager
+    converter (``make_converter(lazy=False)``) raises it while decoding the page.
 
     The server's undocumented fields (``space_id``, ``user``, ``user_org_id``,
     ``collection_ref``, ``attachments``, ``ref_id``) hold any JSON value, as sent.

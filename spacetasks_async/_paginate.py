@@ -44,6 +44,10 @@ log = logging.getLogger("spacetasks_async")
 
 Gate = Callable[[], contextlib.AbstractAsyncContextManager[Any]]
 
+# The slot of Task.task_id, read straight: a task the lazy converter has not decoded yet
+# answers any other attribute read through Python code (see _models.deferred_subclass).
+_task_id: Final[Callable[[Task], str]] = Task.__dict__["task_id"].__get__
+
 #: Pages on order at once (in flight plus held), unless asked otherwise.
 DEFAULT_WINDOW: Final = 8
 #: The most pages a walk keeps on order (memory: a window of pages; sockets: the client's).
@@ -168,7 +172,7 @@ async def _drive(
             if stats.count_at_start is None:
                 stats.count_at_start = result.count
             stats.count_at_end = result.count
-            plan.answered(key, result.count, [t.task_id for t in result.tasks])
+            plan.answered(key, result.count, list(map(_task_id, result.tasks)))
             if plan.keeps(key):
                 answers[key] = result
             stats.rereads, stats.verifications = plan.rereads, plan.verifications

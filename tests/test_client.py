@@ -282,15 +282,36 @@ async def test_timeout_is_a_transport_error_that_is_also_a_timeout_error(
 
 
 async def test_undecodable_task_names_task_and_page(mocked: aioresponses) -> None:
+    # An eager converter refuses the page, naming the task, the path and the page.
     bad = dict(SAMPLE_TASK, created="not a time")
     mocked.get(TASKS_URL, payload=ok_body([bad]))
-    async with make_client() as client:
+    async with make_client(converter=st.make_converter(lazy=False)) as client:
         with pytest.raises(st.DecodeError) as info:
             await client.get_page(TOKEN, page=4)
     assert info.value.task_id == SAMPLE_TASK["task_id"]
     assert info.value.json_path.endswith(".created")
     assert info.value.page == 4
     assert "UTOK-xyz" not in str(info.value)
+
+
+async def test_undecodable_task_raises_when_first_read_with_the_default_converter(
+    mocked: aioresponses,
+) -> None:
+    # The package's converter keeps a task as sent until it is read: the page comes, the
+    # first read of the bad task raises (every read), and it encodes back as it came.
+    bad = dict(SAMPLE_TASK, created="not a time")
+    mocked.get(TASKS_URL, payload=ok_body([bad]))
+    async with make_client() as client:
+        page = await client.get_page(TOKEN, page=4)
+    (task,) = page.tasks
+    assert task.task_id == SAMPLE_TASK["task_id"]
+    for _ in range(2):
+        with pytest.raises(st.DecodeError) as info:
+            task.created  # noqa: B018
+        assert info.value.task_id == SAMPLE_TASK["task_id"]
+        assert info.value.json_path == "$.created"
+        assert "UTOK-xyz" not in str(info.value) and "UTOK-xyz" not in repr(info.value)
+    assert st.encode_task(task) == bad
 
 
 def test_no_api_key_anywhere_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:

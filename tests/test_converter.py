@@ -77,6 +77,10 @@ def test_model_hooks_are_generated_code_registered_with_linecache() -> None:
         assert hook.kind.name == "model" and hook.kind.of is model
         assert hook.kind.raw is not None
         filename = hook.kind.raw.__code__.co_filename
+        if model is Task:  # the lazy converter keeps a task as sent until it is read
+            assert hook.kind.raw.__qualname__ == "_deferring.<locals>.defer"
+            eager = make_converter(lazy=False).get_structure_hook(Task)
+            filename = eager.kind.raw.__code__.co_filename
         if model is not CallOutput:  # its raw decoder picks one of three generated ones
             assert filename.startswith("<spacetasks_async generated structure")
             assert linecache.getline(filename, 1).startswith("def decode_")
@@ -173,8 +177,9 @@ def test_a_user_hook_for_a_model_is_called_inside_the_task() -> None:
     # An error inside the package's hook, called by the user's, keeps its full path.
     obj = samples.doc_task()
     obj["user_info"]["full_name"] = 5
+    lazy = decode_task(obj, converter=theirs)  # decoded (and refused) when first read
     with pytest.raises(DecodeError) as info:
-        decode_task(obj, converter=theirs)
+        lazy.user_info  # noqa: B018
     assert info.value.json_path == "$.user_info.full_name"
     assert info.value.task_id == obj["task_id"]
 
@@ -188,12 +193,23 @@ def test_a_failing_user_hook_is_named_by_path_and_exception_type_only() -> None:
     theirs.register_structure_hook_func(lambda t: t == dict[str, Any], refuse)
     obj = samples.doc_task()
     obj["input"] = {"secret": "S3CRET-INPUT"}
+    eager = make_converter(lazy=False)
+    eager.register_structure_hook_func(lambda t: t == dict[str, Any], refuse)
     with pytest.raises(DecodeError) as info:
-        decode_tasks([samples.doc_task() | {"input": None}, obj], converter=theirs)
+        decode_tasks([samples.doc_task() | {"input": None}, obj], converter=eager)
     err = info.value
     assert err.json_path == "$.input"
     assert "ValueError" in err.reason and "item 1 of 2" in err.reason
     assert "S3CRET" not in str(err) and err.__cause__ is None
+    # The lazy converter calls the hook when the task is first read: the same error, but
+    # the page is not there any more to give the item's index.
+    first, second = decode_tasks([samples.doc_task() | {"input": None}, obj], converter=theirs)
+    assert first.input is None
+    with pytest.raises(DecodeError) as info:
+        second.status  # noqa: B018
+    err = info.value
+    assert err.json_path == "$.input" and err.task_id == obj["task_id"]
+    assert "ValueError" in err.reason and "S3CRET" not in str(err) and err.__cause__ is None
 
 
 @attrs.frozen
@@ -254,7 +270,10 @@ def test_every_model_is_built_as_its_init_would_build_it() -> None:
     assert all(_twin_of(model) is not None for model in (*MODELS, Space))
     seen = set()
     for obj in [*samples.named_samples().values(), *samples.random_tasks(seed=5, count=200)]:
-        for instance in _attrs_instances(decode_task(obj)):
+        lazy = decode_task(obj)
+        lazy.status  # noqa: B018 - decoded in place on first read
+        eager = decode_task(obj, converter=make_converter(lazy=False))
+        for instance in [*_attrs_instances(lazy), *_attrs_instances(eager)]:
             cls = type(instance)
             values = {a.alias: getattr(instance, a.name) for a in attrs.fields(cls)}
             called = cls(**values)

@@ -1254,3 +1254,22 @@ def test_zstd_without_zstandard_says_what_to_install(
     assert not (tmp_path / "x.jsonl.zst").exists()
     with open_sink(tmp_path / "x.jsonl.gz") as sink:  # gzip is in the standard library
         sink.write("A", [{"task_id": "T1"}])
+
+
+def test_jsonl_lines_are_the_head_then_the_task_as_a_merged_dict_would_write_them() -> None:
+    # The oracle: orjson of {**head, **task}, what a reader gets from json.loads too. Lines
+    # are spliced from the task's own text; a task sharing a key with the head, an empty
+    # task and non-ASCII or nested values must come out the same.
+    tasks: list[dict[str, Any]] = [
+        {"task_id": "T1", "input": {"name": "José", "n": [1, 2.5, None]}},
+        {"task_id": "T2", "space_token": "FROM-THE-SERVER"},
+        {},
+        {"task_id": "T3", "created": "2026-02-07T05:57:45"},
+    ]
+    stream = io.BytesIO()
+    with open_sink(STDOUT, stdout=stream) as sink:
+        sink.write("S", tasks)
+    expected = b"".join(
+        orjson.dumps({"space_token": "S", **t}, option=orjson.OPT_APPEND_NEWLINE) for t in tasks
+    )
+    assert stream.getvalue() == expected

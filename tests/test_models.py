@@ -490,8 +490,16 @@ def test_wrong_types_raise_decode_error_naming_path_and_task_but_not_the_value(
             decode_task(obj, converter=_EAGER)
     elif path.startswith("$.output"):  # the package's converter: raised by reading output
         task = decode_task(obj)
+        task.status  # noqa: B018 - decodes the rest of the task, not its output
         with pytest.raises(DecodeError) as info:
             task.output  # noqa: B018
+    elif path != "$.task_id":  # the package's converter: raised by the first read
+        task = decode_task(obj)
+        assert task.task_id == obj["task_id"]  # kept at once: a walk reads it
+        for _ in range(2):  # and from every read after it
+            with pytest.raises(DecodeError) as info:
+                task.status  # noqa: B018
+        assert encode_task(task) == obj  # what was sent, as it was sent
     else:
         with pytest.raises(DecodeError) as info:
             decode_task(obj)
@@ -523,7 +531,7 @@ def test_decode_tasks_names_the_index_of_the_failing_task() -> None:
     objs = samples.random_tasks(seed=3, count=5)
     objs[3]["created"] = _BAD
     with pytest.raises(DecodeError, match=r"item 3 of 5") as info:
-        decode_tasks(objs)
+        decode_tasks(objs, converter=_EAGER)
     assert info.value.task_id == objs[3]["task_id"]
     assert info.value.json_path == "$.created"
     assert _BAD not in str(info.value)
@@ -627,7 +635,10 @@ def test_decoded_tasks_do_not_share_extra_dicts() -> None:
 
 def test_decoded_models_are_frozen_instances_of_their_class() -> None:
     task = decode_task(samples.doc_task())
+    assert isinstance(task, Task)  # a subclass until read, then a Task in place
+    assert task.output is not None
     assert type(task) is Task
+    assert type(decode_task(samples.doc_task(), converter=_EAGER)) is Task
     assert task.output is not None and task.output.transcript is not None
     assert type(task.output.transcript[0]) is TranscriptTurn
     with pytest.raises(AttributeError):

@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .._client import Client, _is_loopback
-from .._convert import encode_space
+from .._convert import encode_space, make_converter
 from .._errors import InsecureTransportWarning, SpaceTasksError
 from .._formats import OutputError, OutputFormat, infer_format
 from .._progress import RetryCount
@@ -112,6 +112,9 @@ def _client(args: argparse.Namespace, ui: Ui, *, need_org: bool, **extra: Any) -
             timeout=args.timeout,
             retry=RetryPolicy(max_attempts=args.max_retries + 1),
             rate=args.rate,
+            # Eager: every field of every task checked with its page (--decode). Else the
+            # package's lazy converter, whose tasks the sinks write back as sent.
+            converter=make_converter(lazy=False) if getattr(args, "decode", False) else None,
             **extra,
         )
 

@@ -19,6 +19,7 @@ import orjson
 from rich.text import Text
 
 from .._client import Client
+from .._convert import make_converter
 from .._formats import Compression, OutputError, OutputFormat, infer_format
 from .._progress import RetryCount
 from .._retry import RetryPolicy
@@ -156,6 +157,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 retry=RetryPolicy(initial_wait=0.05, max_wait=1.0),
                 max_in_flight=args.concurrency,
                 on_retry=retries,
+                converter=make_converter(lazy=False) if args.decode else None,
             )
             job = HarvestJob(
                 tokens=(),

@@ -159,6 +159,13 @@ def _add_harvest_tuning(parser: argparse.ArgumentParser, *, concurrency: int) ->
         help=f"requests in flight at once, shared by all spaces, 1 to {MAX_IN_FLIGHT} "
         f"(default: {concurrency})",
     )
+    group.add_argument(
+        "--decode",
+        action="store_true",
+        help="decode every task into the typed models before writing it, so that a task "
+        "with a value of the wrong type fails its space; by default only each task's "
+        "task_id is checked and the task is written as the API sent it (faster)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
