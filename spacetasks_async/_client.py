@@ -32,6 +32,7 @@ from ._errors import (
     SpaceTasksError,
     TransportError,
     parse_envelope,
+    parse_page_envelope,
     snippet_of,
 )
 from ._models import Space, Task, TaskPage
@@ -415,8 +416,13 @@ class Client:
         on_retry: Callable[[RetryEvent], None] | None = None,
         data_type: type[list[Any]] | type[dict[str, Any]] = list,
         decode_data: Callable[[Any], Any] | None = None,
+        tasks_page: bool = False,
     ) -> dict[str, Any]:
-        """:meth:`request_envelope` for a path and query encoded already (``shown``)."""
+        """:meth:`request_envelope` for a path and query encoded already (``shown``).
+
+        ``tasks_page``: the answer is a page of tasks, whose items ``decode_data`` takes as
+        JSON text (see :func:`~._errors.parse_page_envelope`).
+        """
         session = self._ensure_session()
         url = yarl.URL(f"{self.base_url}{shown}", encoded=True)
 
@@ -461,15 +467,25 @@ class Client:
                     method="GET",
                     path=shown,
                 )
-            envelope = parse_envelope(
-                status,
-                body,
-                method="GET",
-                path=shown,
-                retry_after=retry_after,
-                data_type=data_type,
-                scrub=self._scrub,
-            )
+            if tasks_page:
+                envelope = parse_page_envelope(
+                    status,
+                    body,
+                    method="GET",
+                    path=shown,
+                    retry_after=retry_after,
+                    scrub=self._scrub,
+                )
+            else:
+                envelope = parse_envelope(
+                    status,
+                    body,
+                    method="GET",
+                    path=shown,
+                    retry_after=retry_after,
+                    data_type=data_type,
+                    scrub=self._scrub,
+                )
             if decode_data is not None:
                 envelope["data"] = decode_data(envelope["data"])
             return envelope
@@ -568,7 +584,9 @@ class Client:
         if filters:
             shown += "&" + urllib.parse.urlencode(_validate_filters(filters))
         try:
-            envelope = await self._request(shown, on_retry=on_retry, decode_data=self._decode_page)
+            envelope = await self._request(
+                shown, on_retry=on_retry, decode_data=self._decode_page, tasks_page=True
+            )
             tasks: list[Task] = envelope["data"]
         except SpaceTasksError as exc:
             raise exc.with_context(space_token=space_token, page=page) from None

@@ -65,6 +65,8 @@ from typing import Any, Final, Union, get_args, get_origin
 
 import attrs
 import cattrs
+import msgspec
+import orjson
 from cattrs.preconf.orjson import OrjsonConverter
 from cattrs.preconf.orjson import make_converter as _make_orjson_converter
 
@@ -97,6 +99,27 @@ __all__ = [
 ]
 
 StructureHook = Callable[[Any, Any], Any]
+
+
+RawJSON = msgspec.Raw
+"""The JSON text of one item of a page, as sent (the client parses a page's envelope only).
+
+A page's ``data`` comes to the converter as a list of these (see
+:func:`~._errors.parse_page_envelope`): the hooks of this module take one wherever they take
+the parsed object, and the package's converter keeps it as the task's source until the task
+is read.
+"""
+
+
+def _parse_item(text: RawJSON) -> Any:
+    """The parsed JSON text of one item (``_Invalid`` if it does not parse)."""
+    try:
+        return orjson.loads(memoryview(text))
+    except orjson.JSONDecodeError:
+        # The page's syntax was checked with it: what is left is a number out of range or
+        # a bad escape. orjson's message is not quoted: it may hold part of the text.
+        reason = "the JSON text does not parse (a number or an escape out of range)"
+        raise _Invalid("", reason) from None
 
 
 class _Invalid(Exception):
@@ -328,6 +351,8 @@ class _Kind:
     raw: Callable[[dict[str, Any]], Any] | None = None
     hook: StructureHook | None = None
     type: Any = None
+    # A model's decoder of the JSON text of one object (a page's item, see RawJSON).
+    from_json: Callable[[RawJSON], Any] | None = None
 
 
 _ANY: Final = _Kind("any")
@@ -987,6 +1012,11 @@ _SUBJECTS: Final[Mapping[type, str]] = {Task: "task", Space: "space"}
 
 
 def _task_id_of(obj: object) -> str | None:
+    if obj.__class__ is RawJSON:
+        try:
+            obj = orjson.loads(memoryview(obj))
+        except orjson.JSONDecodeError:
+            return None
     task_id = obj.get("task_id") if isinstance(obj, dict) else None
     return task_id if isinstance(task_id, str) else None
 
@@ -1002,43 +1032,67 @@ def _deferring(
     decode: Callable[[dict[str, Any]], Any],
     decode_into: Callable[[dict[str, Any], Any], None],
     subject: str,
-) -> Callable[[dict[str, Any]], Any]:
-    """The lazy decoder of ``cls``: check ``key``, keep the object as sent, decode on access.
+) -> tuple[Callable[[dict[str, Any]], Any], Callable[[RawJSON], Any]]:
+    """The lazy decoders of ``cls`` (of a parsed object, of its JSON text): check ``key``,
+    keep the object as sent, decode it in place when it is first read.
 
-    Measured on pages of 100 tasks (``benchmarks/_decode.py``): decoding a page costs about
-    0.1 of ``orjson.loads`` on top of it instead of 0.8, and reading a task's attributes
-    later costs what decoding it with the page did, once. A reader that hands tasks on as
-    JSON (:func:`encode_task`, the command line) never decodes them at all. See
+    From the JSON text (a page's item, the client's hot path) only ``key`` is parsed, with
+    msgspec; the text is kept (a copy of its bytes: a task kept unread does not keep the
+    whole page's body alive) and parsed when the task is read. Measured on pages of 100
+    tasks (``benchmarks/_decode.py``): the walk's parse and decode of a page costs about
+    0.6 of ``orjson.loads`` alone; reading a task later costs what parsing and decoding it
+    with its page did, about 10% more. A reader that hands tasks on as JSON
+    (:func:`task_json`, the command line) never parses them at all. See
     :func:`~._models.deferred_subclass` for what the instance does until it is read.
     """
     deferred = deferred_subclass(cls, key)
+    key_of = msgspec.json.Decoder(msgspec.defstruct(f"_{cls.__name__}Key", [(key, str)])).decode
 
-    def materialize(d: dict[str, Any], obj: Any) -> None:
+    def refused(exc: _Invalid, d: Any) -> DecodeError:
+        task_id = d.get(key) if isinstance(d, dict) else None
+        return DecodeError(
+            exc.reason,
+            path="$" + exc.path,
+            task_id=task_id if isinstance(task_id, str) else None,
+            subject=subject,
+        )
+
+    def materialize(d: Any, obj: Any) -> None:
         try:
+            if d.__class__ is RawJSON:
+                d = _parse_item(d)
             decode_into(d, obj)
         except _Invalid as exc:
-            task_id = d.get(key)
-            raise DecodeError(
-                exc.reason,
-                path="$" + exc.path,
-                task_id=task_id if isinstance(task_id, str) else None,
-                subject=subject,
-            ) from None
+            # The task as it stands (its id is known) names the task, whatever failed.
+            raise refused(exc, {key: object.__getattribute__(obj, key)}) from None
 
-    def defer(d: dict[str, Any]) -> Any:
-        value = d.get(key, _ABSENT)
-        if value.__class__ is not str:
-            return decode(d)  # a missing or wrong key raises; a str subclass decodes now
+    def keep(value: str, source: Any) -> Any:
         o = twin()
         setattr(o, key, value)
         pending = _Undecoded()
-        pending.raw = d
+        pending.raw = source
         pending.decode = materialize
         o.extra = pending
         o.__class__ = deferred
         return o
 
-    return defer
+    def defer(d: dict[str, Any]) -> Any:
+        value = d.get(key, _ABSENT)
+        if value.__class__ is not str:
+            return decode(d)  # a missing or wrong key raises; a str subclass decodes now
+        return keep(value, d)
+
+    def defer_json(text: RawJSON) -> Any:
+        try:
+            value = key_of(text).__getattribute__(key)
+        except msgspec.DecodeError:  # not an object, or no string key: parsed, to say why
+            parsed = _parse_item(text)
+            if parsed.__class__ is not dict:
+                raise _wrong_type("", parsed, "an object") from None
+            return defer(parsed)
+        return keep(value, text.copy())
+
+    return defer, defer_json
 
 
 _ABSENT: Final = _BASE_NAMESPACE["_ABSENT"]
@@ -1047,7 +1101,9 @@ _ABSENT: Final = _BASE_NAMESPACE["_ABSENT"]
 def _structure_model_factory(cls: type, conv: cattrs.Converter, lazy: bool) -> _Hook:
     """The structure hook of a model: generated code (see the module's docstring).
 
-    With ``lazy``, fields marked DECODED_ON_ACCESS are kept as sent (see _models._OnAccess).
+    With ``lazy``, fields marked DECODED_ON_ACCESS are kept as sent (see _models._OnAccess),
+    and a model of ``_DEFERRED_KEYS`` is decoded when first read (see :func:`_deferring`).
+    The hook takes the parsed object or its JSON text (:data:`RawJSON`).
     """
     out = _Source(conv, f"structure {cls.__module__}.{cls.__qualname__}", lazy)
     shapes = ("native", "provider", "empty") if _shape_attr(cls) else (None,)
@@ -1063,9 +1119,12 @@ def _structure_model_factory(cls: type, conv: cattrs.Converter, lazy: bool) -> _
     ns = out.compile()
     subject = _SUBJECTS.get(cls, cls.__name__)
     raw: Callable[[dict[str, Any]], Any]
+    from_json: Callable[[RawJSON], Any] | None = None
     if twin is not None:
         assert deferred_key is not None
-        raw = _deferring(cls, twin, deferred_key, ns["decode_model"], ns["decode_into"], subject)
+        raw, from_json = _deferring(
+            cls, twin, deferred_key, ns["decode_model"], ns["decode_into"], subject
+        )
     elif shapes == (None,):
         raw = ns["decode_model"]
     else:
@@ -1082,10 +1141,24 @@ def _structure_model_factory(cls: type, conv: cattrs.Converter, lazy: bool) -> _
 
         raw = by_shape
 
+    if from_json is None:
+        decode_dict = raw
+
+        def parse_then_decode(text: RawJSON) -> Any:
+            parsed = _parse_item(text)
+            if parsed.__class__ is not dict:
+                raise _wrong_type("", parsed, "an object")
+            return decode_dict(parsed)
+
+        from_json = parse_then_decode
+
     has_task_id = "task_id" in attrs.fields_dict(cls)
+    decode_json = from_json
 
     def structure(obj: Any, _: Any) -> Any:
         try:
+            if obj.__class__ is RawJSON:
+                return decode_json(obj)
             if obj.__class__ is not dict and not isinstance(obj, dict):
                 raise _wrong_type("", obj, "an object")
             return raw(obj)
@@ -1094,7 +1167,7 @@ def _structure_model_factory(cls: type, conv: cattrs.Converter, lazy: bool) -> _
             path = "$" + exc.path
             raise DecodeError(exc.reason, path=path, task_id=task_id, subject=subject) from None
 
-    return _Hook(_Kind("model", of=cls, raw=raw), structure)
+    return _Hook(_Kind("model", of=cls, raw=raw, from_json=from_json), structure)
 
 
 def _unstructure_model_factory(cls: type, conv: cattrs.Converter) -> Callable[[Any], Any]:
@@ -1113,7 +1186,17 @@ def _unstructure_model_factory(cls: type, conv: cattrs.Converter) -> Callable[[A
             if type(obj) is not cls:
                 pending = pending_of(obj)
                 if pending is not None:
-                    return dict(pending.raw)
+                    source = pending.raw
+                    if source.__class__ is RawJSON:
+                        try:
+                            parsed: dict[str, Any] = _parse_item(source)
+                        except _Invalid as exc:
+                            task_id = object.__getattribute__(obj, "task_id")
+                            raise DecodeError(
+                                exc.reason, path="$", task_id=task_id, subject="task"
+                            ) from None
+                        return parsed
+                    return dict(source)
             return encode(obj)
 
         return encode_deferred
@@ -1227,15 +1310,20 @@ def _list_of_models_factory(type_: Any, conv: cattrs.Converter) -> Callable[[Any
     item = conv.get_structure_hook(model)
     ours = _model_hook_of(conv, model)
     raw = ours.raw if ours is not None else None
+    from_json = ours.from_json if ours is not None else None
 
     def structure(objs: Any, _: Any) -> list[Any]:
         if objs.__class__ is not list and not isinstance(objs, list):
             raise DecodeError(f"expected an array, got {_type_name(objs)}", subject="list")
         try:
+            if from_json is not None and objs and objs[0].__class__ is RawJSON:
+                # The client's hot path: a page's items as JSON text, each to the model's
+                # decoder of text (anything else to the hook that wraps it).
+                return [from_json(o) if o.__class__ is RawJSON else item(o, model) for o in objs]
             if raw is not None:
-                # The hot path: the model's decoder called straight, no call per task into
-                # the hook that wraps it (that one runs only for a dict subclass, or a
-                # value that is not an object).
+                # The model's decoder called straight, no call per task into the hook that
+                # wraps it (that one runs only for a dict subclass, or a value that is not
+                # an object).
                 return [raw(o) if o.__class__ is dict else item(o, model) for o in objs]
             return [item(o, model) for o in objs]
         except (_Invalid, DecodeError) as exc:
@@ -1407,6 +1495,22 @@ def encode_task(task: Task, converter: cattrs.Converter | None = None) -> dict[s
     conv = _CONVERTER if converter is None else converter
     encoded: dict[str, Any] = conv.unstructure(task, Task)
     return encoded
+
+
+def task_json(task: Task) -> bytes | None:
+    """The JSON text the server sent for ``task``, if it was kept and the task never read.
+
+    A task of a page the client decoded with a lazy converter (the package's) keeps the
+    text of its JSON object, exactly as sent, until it is read; this gives it without
+    parsing it (``None`` for any other task: :func:`encode_task` then gives its object).
+    The command line writes it to JSON Lines as is.
+    """
+    if type(task) is Task:
+        return None
+    pending = pending_of(task)
+    if pending is None or pending.raw.__class__ is not RawJSON:
+        return None
+    return bytes(memoryview(pending.raw))
 
 
 def decode_space(obj: Any, converter: cattrs.Converter | None = None) -> Space:

@@ -709,6 +709,10 @@ _TAIL_COLUMNS: Final = (
 )
 
 
+TaskData = Mapping[str, Any] | bytes
+"""A task as a sink takes it: its object, or the JSON text of it (see :meth:`Sink.write`)."""
+
+
 def _scalars(
     get: Callable[[str], Any],
     plan: tuple[tuple[str, Callable[[Any], Any] | None], ...],
@@ -732,8 +736,39 @@ def _scalars(
             append(fitted)
 
 
-def _task_values(task: Mapping[str, Any]) -> list[Any]:
+def _spliceable(text: bytes, head_keys: list[bytes]) -> bool:
+    """Whether the JSON text of an object can follow the head as it is, on one line.
+
+    It must be a non-empty object on one line without a key of the head (the head's value
+    would not win then); a key's quoted text anywhere in it (even in a value) is enough to
+    take the careful path, which parses it.
+    """
+    return (
+        text[:1] == b"{"
+        and text[-1:] == b"}"
+        and b"\n" not in text
+        and b"\r" not in text
+        and bool(text[1:-1].strip())
+        and not any(key in text for key in head_keys)
+    )
+
+
+def _parse_object(text: bytes, index: int | None) -> dict[str, Any]:
+    """The object of a task's JSON text (``InvalidArgumentError`` if it is not one)."""
+    where = "a task" if index is None else f"tasks[{index}]"
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise InvalidArgumentError(f"{where} is not valid JSON text") from None
+    if not isinstance(value, dict):
+        raise InvalidArgumentError(f"{where} is JSON text of {type(value).__name__}, not an object")
+    return value
+
+
+def _task_values(task: TaskData) -> list[Any]:
     """The values of :data:`TASK_COLUMNS` for one task (see the module docstring)."""
+    if isinstance(task, bytes):
+        task = _parse_object(task, None)
     try:
         return _task_values_of(task)
     except InvalidArgumentError as exc:
@@ -1017,7 +1052,7 @@ class Sink(abc.ABC):
     def write(
         self,
         space_token: str,
-        tasks: Iterable[Mapping[str, Any]],
+        tasks: Iterable[TaskData],
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         """Add tasks of one space to the output (durable only after :meth:`commit`).
@@ -1026,7 +1061,10 @@ class Sink(abc.ABC):
         written leaves the output as it was.
 
         :param space_token: the space the tasks come from (the ``space_token`` column).
-        :param tasks: the task objects as the API sent them (mappings; JSON values).
+        :param tasks: the task objects as the API sent them: mappings of JSON values, or
+            the JSON text of an object (``bytes``, as :func:`~._convert.task_json` gives it:
+            checked for syntax when its page was read). JSON Lines writes such a text as it
+            is (on one line, after ``space_token``); the other formats parse it.
         :param extra: values of the extra columns declared when the sink was opened, for
             every task of this batch; a column left out is null.
         :raises InvalidArgumentError: for a bad token, a task that is not a mapping or not
@@ -1038,11 +1076,12 @@ class Sink(abc.ABC):
         if not isinstance(space_token, str) or not space_token:
             raise InvalidArgumentError(f"space_token must be a non-empty string: {space_token!r}")
         extra_values = self._extra_values(extra)
-        batch = list(tasks)
+        batch: list[TaskData] = list(tasks)
         for index, task in enumerate(batch):
-            if not isinstance(task, Mapping):
+            if not isinstance(task, bytes | Mapping):
                 raise InvalidArgumentError(
-                    f"tasks[{index}] must be a task object (a mapping), not {type(task).__name__}"
+                    f"tasks[{index}] must be a task object (a mapping) or its JSON text, "
+                    f"not {type(task).__name__}"
                 )
         if not batch:
             return
@@ -1113,7 +1152,7 @@ class Sink(abc.ABC):
 
     @abc.abstractmethod
     def _write_batch(
-        self, space_token: str, extra_values: list[Any], tasks: list[Mapping[str, Any]]
+        self, space_token: str, extra_values: list[Any], tasks: list[TaskData]
     ) -> None:
         """Convert the batch, then write it (through :meth:`_guarded` for the I/O)."""
 
@@ -1252,9 +1291,7 @@ class _StreamSink(Sink):
         writer.writerows(rows)
         return buffer.getvalue().encode()
 
-    def _encode(
-        self, space_token: str, extra_values: list[Any], tasks: list[Mapping[str, Any]]
-    ) -> bytes:
+    def _encode(self, space_token: str, extra_values: list[Any], tasks: list[TaskData]) -> bytes:
         if self.format is OutputFormat.JSONL:
             head = {"space_token": space_token, **dict(zip(self._extra, extra_values, strict=True))}
             head_option = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
@@ -1263,9 +1300,15 @@ class _StreamSink(Sink):
             # pass per task and no merged dict. A task that has a key of the head (or no
             # key) is merged instead, so that the head's value wins as it always did.
             prefix = orjson.dumps(head, option=head_option)[:-1] + b","
+            head_keys = [orjson.dumps(key) for key in head]
             dumps = orjson.dumps
             lines = []
             for task in tasks:
+                if isinstance(task, bytes):
+                    if _spliceable(task, head_keys):
+                        lines.append(prefix + task[1:] + b"\n")
+                        continue
+                    task = _parse_object(task, None)
                 try:
                     if task and head.keys().isdisjoint(task):
                         lines.append(prefix + dumps(task, option=option)[1:])
@@ -1298,7 +1341,7 @@ class _StreamSink(Sink):
             del self._tail[: len(self._tail) - _TAIL_BYTES]
 
     def _write_batch(
-        self, space_token: str, extra_values: list[Any], tasks: list[Mapping[str, Any]]
+        self, space_token: str, extra_values: list[Any], tasks: list[TaskData]
     ) -> None:
         data = self._encode(space_token, extra_values, tasks)
         self._guarded(lambda: self._emit(data))
@@ -1360,7 +1403,7 @@ class _ParquetSink(Sink):
         return f"part-{self._next:08d}-{self._id}.parquet"
 
     def _write_batch(
-        self, space_token: str, extra_values: list[Any], tasks: list[Mapping[str, Any]]
+        self, space_token: str, extra_values: list[Any], tasks: list[TaskData]
     ) -> None:
         rows = [[space_token, *extra_values, *_task_values(task)] for task in tasks]
         for row in rows:

@@ -408,14 +408,14 @@ async def test_a_page_that_stays_short_of_its_count_is_a_protocol_error(
 ) -> None:
     import spacetasks_async._errors as errors
 
-    real = errors.parse_envelope
+    real = errors.parse_page_envelope
 
     def capped(*args: Any, **kw: Any) -> dict[str, Any]:
         envelope = real(*args, **kw)
         envelope["data"] = envelope["data"][:50]  # a proxy that serves 50 at most
         return envelope
 
-    monkeypatch.setattr("spacetasks_async._client.parse_envelope", capped)
+    monkeypatch.setattr("spacetasks_async._client.parse_page_envelope", capped)
     async with serve(seed=17, spaces=[250]) as (server, client):
         with pytest.raises(st.ProtocolError, match="does not serve the page size"):
             await collect(client.iter_tasks(server.space_tokens[0], page_size=100))
@@ -426,14 +426,14 @@ async def test_answers_without_count_are_a_protocol_error(
 ) -> None:
     import spacetasks_async._errors as errors
 
-    real = errors.parse_envelope
+    real = errors.parse_page_envelope
 
     def without_count(*args: Any, **kw: Any) -> dict[str, Any]:
         envelope = real(*args, **kw)
         envelope.pop("count", None)
         return envelope
 
-    monkeypatch.setattr("spacetasks_async._client.parse_envelope", without_count)
+    monkeypatch.setattr("spacetasks_async._client.parse_page_envelope", without_count)
     async with serve(seed=17, spaces=[1050]) as (server, client):
         with pytest.raises(st.ProtocolError, match="without a usable count"):
             await collect(client.iter_tasks(server.space_tokens[0], page_size=100))
@@ -444,7 +444,7 @@ async def test_a_page_cut_short_in_the_middle_is_read_again(
 ) -> None:
     import spacetasks_async._errors as errors
 
-    real = errors.parse_envelope
+    real = errors.parse_page_envelope
     cut = {"done": False}
 
     def cut_page_three_once(*args: Any, **kw: Any) -> dict[str, Any]:
@@ -454,7 +454,7 @@ async def test_a_page_cut_short_in_the_middle_is_read_again(
             envelope["data"] = envelope["data"][:40]  # a glitch: part of the page is lost
         return envelope
 
-    monkeypatch.setattr("spacetasks_async._client.parse_envelope", cut_page_three_once)
+    monkeypatch.setattr("spacetasks_async._client.parse_page_envelope", cut_page_three_once)
     async with serve(seed=19, spaces=[750]) as (server, client):
         token = server.space_tokens[0]
         walk = client.iter_tasks(token, page_size=100, window=4)

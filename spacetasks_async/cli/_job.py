@@ -22,7 +22,7 @@ import yarl
 from rich.text import Text
 
 from .._client import Client
-from .._convert import encode_task
+from .._convert import encode_task, task_json
 from .._errors import (
     AuthenticationError,
     NotFoundError,
@@ -443,8 +443,10 @@ async def _consume(
                 tasks = tasks[: max(0, limit - state.tasks)]
             if not state.done:
                 if tasks:
-                    # Exactly what the API sent: the sink adds space_token and converts.
-                    sink.write(token, [encode_task(task) for task in tasks])
+                    # Exactly what the API sent: the sink adds space_token and converts. A
+                    # task never read is its JSON text as sent (written as is to JSON
+                    # Lines, never parsed); a decoded one (--decode) is encoded back.
+                    sink.write(token, [task_json(task) or encode_task(task) for task in tasks])
                 state.tasks += len(tasks)
                 tracker.wrote(token, len(tasks))
                 if limit is not None and state.tasks >= limit:
