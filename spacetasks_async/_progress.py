@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from rich.console import Console, Group, RenderableType
@@ -31,6 +32,7 @@ __all__ = [
     "RetryCount",
     "Tracker",
     "failure_reason",
+    "fit",
     "fmt_seconds",
 ]
 
@@ -54,6 +56,35 @@ def fmt_seconds(seconds: float) -> str:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+def fit(parts: Iterable[str | Text], width: int, *, sep: str = " ", indent: str = "") -> Text:
+    """``parts`` joined by ``sep``, a new line started between two parts instead of past
+    ``width`` columns (continued after ``indent``).
+
+    A part is never cut, so a figure such as ``1 h 02 min`` or a path stays whole on one
+    line (a terminal or rich would break a long line anywhere, even inside a figure). Only
+    a part wider than the whole line is left to wrap.
+
+    Args:
+        parts: the pieces, in order (a :class:`~rich.text.Text` keeps its styles).
+        width: the columns available, e.g. ``console.width``.
+        sep: what goes between two parts on the same line.
+        indent: what starts every line after the first.
+    """
+    out = Text()
+    column = 0
+    for part in parts:
+        piece = part if isinstance(part, Text) else Text(part)
+        if column and column + len(sep) + piece.cell_len > width:
+            out.append("\n" + indent)
+            column = len(indent)
+        elif column:
+            out.append(sep)
+            column += len(sep)
+        out.append_text(piece)
+        column += piece.cell_len
+    return out
 
 
 class RetryCount:
@@ -289,15 +320,22 @@ class LiveDisplay:
 
     def refresh(self) -> None:
         """Redraw."""
-        self._live.update(self._render(), refresh=True)
+        self._live.update(self.render(), refresh=True)
 
-    def _render(self) -> RenderableType:
+    def render(self) -> RenderableType:
+        """What the next refresh draws: each line within the console's width.
+
+        The title, the overall bar and its figures, the run's figures (broken between two
+        figures when the width runs out, never inside one), one row per active space, and
+        the last failures, one line each (the summary lists them whole).
+        """
         t = self.tracker
         now = time.monotonic()
         if now - self._last_rate_at >= 0.5:  # a figure that changes 8 times a second is noise
             self._rate, self._last_rate_at = t.sample_rate(), now
         done, total, estimate = t.totals()
-        width = max(20, min(60, self.console.width - 60))
+        columns = self.console.width
+        width = max(20, min(60, columns - 60))
 
         head = Text.assemble((self.title, "bold"))
         overall = Table.grid(padding=(0, 1))
@@ -313,20 +351,20 @@ class LiveDisplay:
         failed = t.failures()
         n_done = len(t.done_tokens())
         active = t.active_tokens()
-        eta = ""
+        pieces: list[str | Text] = [
+            Text(f"{self._rate:,.0f} tasks/s", "cyan"),
+            f"{n_done:,}/{len(t.tokens):,} spaces done",
+            f"{len(active):,} active",
+            Text(_plural(t.retries, "retry", "retries"), "yellow" if t.retries else ""),
+            Text(f"{len(failed):,} failed", "bold red" if failed else ""),
+            fmt_seconds(t.elapsed),
+        ]
         if self._rate > 0 and total > done:
-            eta = f" · ETA {fmt_seconds((total - done) / self._rate)}"
-        stats = Text.assemble(
-            (f"{self._rate:,.0f} tasks/s", "cyan"),
-            f" · {n_done}/{len(t.tokens)} spaces done · {len(active)} active · ",
-            (_plural(t.retries, "retry", "retries"), "yellow" if t.retries else ""),
-            " · ",
-            (f"{len(failed)} failed", "bold red" if failed else ""),
-            f" · {fmt_seconds(t.elapsed)}{eta}",
-        )
+            pieces.append(f"ETA {fmt_seconds((total - done) / self._rate)}")
+        stats = fit(pieces, columns, sep=" · ")
 
         rows = Table.grid(padding=(0, 2))
-        rows.add_column(no_wrap=True, style="dim")
+        rows.add_column(no_wrap=True, style="dim", overflow="ellipsis")
         rows.add_column(no_wrap=True)
         rows.add_column(no_wrap=True, justify="right")
         rows.add_column(no_wrap=True, justify="right")
@@ -351,5 +389,13 @@ class LiveDisplay:
             if len(active) > MAX_SPACE_ROWS:
                 parts.append(Text(f"… and {len(active) - MAX_SPACE_ROWS} more active", "dim"))
         for token, reason in failed[-3:]:
-            parts.append(Text.assemble(("failed ", "bold red"), (token, "dim"), f": {reason}"))
+            parts.append(
+                Text.assemble(
+                    ("failed ", "bold red"),
+                    (token, "dim"),
+                    f": {reason}",
+                    no_wrap=True,
+                    overflow="ellipsis",
+                )
+            )
         return Group(*parts)
