@@ -10,10 +10,13 @@ for logs and pipes) and :class:`NullDisplay` (``--quiet``).
 from __future__ import annotations
 
 import collections
+import re
 import time
-from collections.abc import Iterable
+import unicodedata
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
+from rich.cells import cell_len, set_cell_size
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress_bar import ProgressBar
@@ -31,13 +34,18 @@ __all__ = [
     "PlainDisplay",
     "RetryCount",
     "Tracker",
+    "clean_text",
     "failure_reason",
     "fit",
     "fmt_seconds",
+    "space_label",
 ]
 
 #: Active spaces shown one per row on a terminal; more would scroll a normal window.
 MAX_SPACE_ROWS = 8
+#: Columns a space's name may take (a longer one ends in "…"): a row keeps room for its
+#: bar and figures on an 80-column terminal.
+MAX_NAME_CELLS = 40
 #: Seconds of history behind the tasks-per-second figure: long enough to smooth the bursts
 #: of whole pages, short enough to follow a slowdown.
 RATE_WINDOW = 3.0
@@ -87,6 +95,61 @@ def fit(parts: Iterable[str | Text], width: int, *, sep: str = " ", indent: str 
     return out
 
 
+# Terminal escape sequences: CSI (``ESC [ ... final``), OSC (``ESC ] ... BEL`` or ``ESC \``)
+# and the two-character ones. Removed whole, so no stray parameters are left behind.
+_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+
+
+def clean_text(text: str) -> str:
+    """``text`` from a server as one line of plain characters.
+
+    Escape sequences are removed, line breaks and other white space become one space, and
+    every other control or format character (bidi overrides included) is dropped: a name
+    cannot clear the screen, move the cursor, retitle the window or reorder a line. Rich
+    markup is left as text; print the result as a :class:`~rich.text.Text`, never as markup.
+
+    Args:
+        text: e.g. a space's name, as the server sent it.
+    """
+    text = _ESCAPES.sub("", text)
+    kept = (
+        " " if ch.isspace() else ch
+        for ch in text
+        if ch.isspace() or unicodedata.category(ch)[0] != "C"
+    )
+    return " ".join("".join(kept).split())
+
+
+def space_label(name: str | None, token: str, limit: int = MAX_NAME_CELLS) -> str:
+    """How a space is shown: its name, cleaned (:func:`clean_text`) and at most ``limit``
+    columns (cut with "…"), or its token when it has no name (or nothing visible of one).
+
+    Args:
+        name: the space's name from the server, or ``None`` (e.g. a token given on the
+            command line).
+        token: the space's token.
+        limit: the most columns the label may take (wide characters count two).
+    """
+    label = clean_text(name or "")
+    if not label:
+        return token
+    if cell_len(label) > limit:
+        label = set_cell_size(label, limit - 1).rstrip() + "…"
+    return label
+
+
+def _labels(names: Mapping[str, str]) -> dict[str, str]:
+    """The displays' label of each named space (:func:`space_label`)."""
+    labels = {token: space_label(name, token) for token, name in names.items()}
+    seen = collections.Counter(labels.values())
+    for token, label in labels.items():
+        if seen[label] > 1:
+            # Two spaces of one name: the end of the token tells them apart.
+            short = space_label(names[token], token, MAX_NAME_CELLS - 10)
+            labels[token] = f"{short} (…{token[-6:]})"
+    return labels
+
+
 class RetryCount:
     """The client's ``on_retry``: counts every retry (spaces list included)."""
 
@@ -107,9 +170,22 @@ class Tracker:
         prior: dict[str, int],
         skipped: set[str],
         retries: RetryCount | None = None,
+        names: Mapping[str, str] | None = None,
     ) -> None:
+        """Start tracking a run.
+
+        Args:
+            tokens: every space of the run, skipped ones included, in order.
+            prior: tasks of each space already in the output (earlier runs).
+            skipped: spaces done before this run.
+            retries: the client's ``on_retry`` counter.
+            names: the spaces' names where known (the spaces list), as the server sent
+                them; shown cleaned and cut short (:func:`space_label`), the token else.
+        """
         self.tokens = tokens
         """Every space of the run, skipped ones included, in order."""
+        self._names = {t: names[t] for t in tokens if names and names.get(t)}
+        self._labels = _labels(self._names)
         self.skipped = skipped
         """Spaces already done before this run (resumed from a checkpoint)."""
         self.written: dict[str, int] = dict(prior)
@@ -122,6 +198,16 @@ class Tracker:
         self.started = time.monotonic()
         self.finished: float | None = None
         self._samples: collections.deque[tuple[float, int]] = collections.deque()
+
+    def label(self, token: str) -> str:
+        """How the displays name ``token``: its name, made safe and short, or the token."""
+        return self._labels.get(token, token)
+
+    def label_with_token(self, token: str) -> str:
+        """``name (token)`` for a named space, the token alone else: where the user may want
+        to type the token (the summary's failed spaces)."""
+        label = space_label(self._names.get(token), token)
+        return label if label == token else f"{label} ({token})"
 
     # -- updates from the harvest loop -------------------------------------------------
 
@@ -363,12 +449,8 @@ class LiveDisplay:
             pieces.append(f"ETA {fmt_seconds((total - done) / self._rate)}")
         stats = fit(pieces, columns, sep=" · ")
 
-        rows = Table.grid(padding=(0, 2))
-        rows.add_column(no_wrap=True, style="dim", overflow="ellipsis")
-        rows.add_column(no_wrap=True)
-        rows.add_column(no_wrap=True, justify="right")
-        rows.add_column(no_wrap=True, justify="right")
         harvest = t.harvest
+        cells: list[tuple[str, int, int, str, str]] = []
         for token in active[:MAX_SPACE_ROWS]:
             written = t.written.get(token, 0)
             count = t.count(token)
@@ -376,11 +458,31 @@ class LiveDisplay:
             space_pct = f"{100 * written / space_total:3.0f}%" if space_total else "  …"
             stats_of = harvest.stats.get(token) if harvest is not None else None
             retries = stats_of.retries if stats_of is not None else 0
+            cells.append(
+                (
+                    t.label(token),
+                    space_total,
+                    written,
+                    f"{written:,}/{space_total:,} {space_pct}",
+                    _plural(retries, "retry", "retries") if retries else "",
+                )
+            )
+        # The figures keep their width; the name gets what is left of the line (cut "…").
+        bar = width // 2
+        figures_width = max((cell_len(c[3]) for c in cells), default=0)
+        retries_width = max((cell_len(c[4]) for c in cells), default=0)
+        name_width = max(8, columns - bar - figures_width - retries_width - 3 * 2)
+        rows = Table.grid(padding=(0, 2))
+        rows.add_column(no_wrap=True, style="dim", overflow="ellipsis", max_width=name_width)
+        rows.add_column(no_wrap=True)
+        rows.add_column(no_wrap=True, justify="right")
+        rows.add_column(no_wrap=True, justify="right")
+        for label, space_total, written, figures_of, retries_of in cells:
             rows.add_row(
-                token,
-                ProgressBar(total=max(space_total, 1), completed=written, width=width // 2),
-                f"{written:,}/{space_total:,} {space_pct}",
-                Text(_plural(retries, "retry", "retries"), style="yellow") if retries else "",
+                Text(label),  # never markup: names come from the server
+                ProgressBar(total=max(space_total, 1), completed=written, width=bar),
+                figures_of,
+                Text(retries_of, style="yellow"),
             )
         parts: list[RenderableType] = [head, overall, stats]
         if active:
@@ -392,7 +494,7 @@ class LiveDisplay:
             parts.append(
                 Text.assemble(
                     ("failed ", "bold red"),
-                    (token, "dim"),
+                    (t.label(token), "dim"),
                     f": {reason}",
                     no_wrap=True,
                     overflow="ellipsis",

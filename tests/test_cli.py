@@ -20,7 +20,7 @@ import attrs
 import orjson
 import pytest
 
-from spacetasks_async.testing import TaskRequest, UnpodServer
+from spacetasks_async.testing import FaultKind, TaskRequest, UnpodServer
 
 # A run that hangs is a failure, not a stuck test suite.
 RUN_TIMEOUT = 30.0
@@ -389,3 +389,23 @@ async def test_demo_harvests_and_verifies_a_small_organization(tmp_path: Path) -
     assert "verified:" in result.stderr
     assert "wrote 2,000 tasks from 5 spaces" in result.stderr
     assert "\x1b" not in result.stderr
+
+
+async def test_all_spaces_names_failed_spaces_by_their_names_shown_safely(
+    tmp_path: Path,
+) -> None:
+    key = "upk_test_a-key-a-server-may-echo-0123456789"
+    hostile = f"[bold]pwned[/bold]\x1b[2J\nkey {key} " + "A" * 500
+    config = {"seed": 19, "spaces": [30, 40, 50], "api_key": key}
+    async with UnpodServer(**config, space_names=["Sales Outreach Q1", hostile]) as server:
+        named, evil = server.space_tokens[:2]
+        for token in (named, evil):
+            server.fail_next(FaultKind.HTTP_500_HTML, count=100, token=token)
+        args = ["harvest", "--all-spaces", "--max-retries", "0", "-o", tmp_path / "t.jsonl"]
+        result = await run(*args, env=cli_env(server))
+    assert result.code == 5, result.stderr
+    assert f"  Sales Outreach Q1 ({named}): HTTP 500" in result.stderr
+    # Cleaned, the key scrubbed, cut at 40 columns; printed as text, not markup.
+    assert f"  [bold]pwned[/bold] key *** {'A' * 12}… ({evil}): HTTP 500" in result.stderr
+    assert key not in result.stderr and "\x1b" not in result.stderr
+    assert "A" * 41 not in result.stderr

@@ -33,7 +33,7 @@ from .._errors import (
 from .._formats import Compression, OutputChangedError, OutputError, OutputFormat, Sink, open_sink
 from .._harvest import Harvest, SpaceFailure
 from .._output import CheckpointError, CheckpointFile, RunLock, SpaceProgress
-from .._progress import Display, RetryCount, Tracker, fit, fmt_seconds
+from .._progress import Display, RetryCount, Tracker, clean_text, fit, fmt_seconds
 from ._common import EXIT_OK, EXIT_PARTIAL, Interrupt, Ui, UnreachableError, UsageError
 from ._display import FirstAnswerDisplay
 
@@ -125,22 +125,30 @@ def read_tokens(path: Path) -> list[str]:
 
 async def _resolve_tokens(
     client: Client, job: HarvestJob, cp: CheckpointFile | None, ui: Ui
-) -> list[str]:
+) -> tuple[list[str], dict[str, str]]:
+    """The run's spaces, in order, and the names of those the spaces list named."""
     tokens = list(job.tokens)
+    names: dict[str, str] = {}
     if job.all_spaces:
         if cp is not None:
             # A resumed --all-spaces run keeps the spaces it planned, even ones gone since
             # (they fail and are reported), and adds the new ones at the end.
             tokens += list(cp.spaces)
         async with ui.phase(f"listing the spaces of {client.org_handle} at {client.base_url}"):
-            tokens += [space.token async for space in client.iter_spaces() if space.token]
+            async for space in client.iter_spaces():
+                if space.token:
+                    tokens.append(space.token)
+                    if space.name:
+                        # Shown by the progress and the summary: server text, so cleaned
+                        # and scrubbed of the key like any other (the client's own scrubber).
+                        names[space.token] = client._scrub(clean_text(space.name))
     elif not tokens and cp is not None:
         tokens = list(cp.spaces)  # a resume may leave the spaces out: the checkpoint has them
     if not tokens and not job.all_spaces:
         raise UsageError(
             "no spaces: give SPACE_TOKEN arguments, --tokens-file FILE or --all-spaces"
         )
-    return list(dict.fromkeys(tokens))
+    return list(dict.fromkeys(tokens)), names
 
 
 async def _tick(display: Display) -> None:
@@ -296,14 +304,14 @@ async def _run_locked(
         await check_reachable(
             client.base_url, min(FIRST_CONTACT_TIMEOUT, client.timeout.total or 60)
         )
-    tokens = await _resolve_tokens(client, job, cp, ui)
+    tokens, names = await _resolve_tokens(client, job, cp, ui)
     progress: dict[str, SpaceProgress] = cp.spaces if cp is not None else {}
     for token in tokens:
         progress.setdefault(token, SpaceProgress())
     skipped = {t for t in tokens if progress[t].done}
     todo = [t for t in tokens if t not in skipped]
     prior = {t: progress[t].tasks for t in tokens}
-    tracker = Tracker(tokens, prior, skipped, retries)
+    tracker = Tracker(tokens, prior, skipped, retries, names)
     output_name = str(job.output) if job.output is not None else "standard output"
     outcome = Outcome(tracker, output_name, job.checkpoint)
     if resumed:
@@ -533,7 +541,8 @@ def print_summary(ui: Ui, outcome: Outcome) -> None:
         ui.console.print(Text(f"failed spaces ({len(failed)}):", style="bold red"), highlight=False)
         for token, reason in failed:
             # Word by word: a long reason goes on under itself instead of past the width.
-            line = fit([f"  {token}:", *reason.split()], ui.console.width, indent="    ")
+            who = t.label_with_token(token)
+            line = fit([f"  {who}:", *reason.split()], ui.console.width, indent="    ")
             ui.console.print(line, highlight=False)
     if outcome.hint:
         hint = fit(["hint:", *outcome.hint.split()], ui.console.width, indent="  ")
