@@ -372,11 +372,11 @@ async def _run_locked(
         ui,
         f"waiting for the first answers from {client.base_url}",
     )
-    display.start()
-    ticker = asyncio.create_task(_tick(display))
+    ticker: asyncio.Task[None] | None = None
 
     async def wind_down(*, failing: bool) -> None:
-        ticker.cancel()
+        if ticker is not None:
+            ticker.cancel()
         display.stop()
         tracker.finish()
         try:
@@ -394,6 +394,10 @@ async def _run_locked(
                 await harvest.aclose()
 
     try:
+        # Started inside: whatever fails from here on stops the display (it hides the
+        # cursor) and closes the output and the harvest.
+        display.start()
+        ticker = asyncio.create_task(_tick(display))
         await _consume(harvest, sink, cp, progress, tracker, job)
     except asyncio.CancelledError:
         if interrupt.signum is None:
