@@ -10,7 +10,6 @@ real command on a pseudo-terminal.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import io
 import os
 import signal
@@ -163,11 +162,12 @@ def test_leaving_with_a_live_display_still_shown_stops_it(monkeypatch: pytest.Mo
 
 
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="no pseudo-terminals here")
+@pytest.mark.served(seed=62, spaces=[500, 500])
 async def test_signals_in_a_burst_leave_a_real_terminal_with_its_cursor_shown(
-    tmp_path: Path,
+    tmp_path: Path, server: UnpodServer
 ) -> None:
-    import termios
-
+    fcntl = pytest.importorskip("fcntl")
+    termios = pytest.importorskip("termios")
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     seen = bytearray()
@@ -192,29 +192,32 @@ async def test_signals_in_a_burst_leave_a_real_terminal_with_its_cursor_shown(
                 changed.clear()
                 await changed.wait()
 
+    pause_after(server, 4)  # the key check and three pages: the totals are known
+    proc = None
     try:
-        async with UnpodServer(seed=62, spaces=[500, 500]) as server:
-            pause_after(server, 4)
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "spacetasks_async", "harvest", *server.space_tokens,
-                "-o", tmp_path / "tasks.jsonl", "--page-size", "50",
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                stderr=slave, env=cli_env(server, TERM="xterm-256color"),
-            )  # fmt: skip
-            os.close(slave)
-            slave = -1
-            loop.add_reader(master, on_output)
-            await wait_for(b"spaces done")  # the live display is up
-            # Stopped, the process gets both signals before it runs again: a Ctrl-C and a
-            # SIGTERM reach its event loop together, like a fast double Ctrl-C.
-            proc.send_signal(signal.SIGSTOP)
-            proc.send_signal(signal.SIGINT)
-            proc.send_signal(signal.SIGTERM)
-            proc.send_signal(signal.SIGCONT)
-            async with asyncio.timeout(RUN_TIMEOUT):
-                code = await proc.wait()
-                await closed.wait()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "spacetasks_async", "harvest", *server.space_tokens,
+            "-o", tmp_path / "tasks.jsonl", "--page-size", "50",
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=slave, env=cli_env(server, TERM="xterm-256color"),
+        )  # fmt: skip
+        os.close(slave)
+        slave = -1
+        loop.add_reader(master, on_output)
+        await wait_for(b"spaces done")  # the live display is up
+        # Stopped, the process gets both signals before it runs again: a Ctrl-C and a
+        # SIGTERM reach its event loop together, like a fast double Ctrl-C.
+        proc.send_signal(signal.SIGSTOP)
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGCONT)
+        async with asyncio.timeout(RUN_TIMEOUT):
+            code = await proc.wait()
+            await closed.wait()
     finally:
+        if proc is not None and proc.returncode is None:  # the test failed: no stray child
+            proc.kill()
+            await proc.wait()
         loop.remove_reader(master)
         os.close(master)
         if slave >= 0:
