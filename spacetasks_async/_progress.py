@@ -10,9 +10,13 @@ for logs and pipes) and :class:`NullDisplay` (``--quiet``).
 from __future__ import annotations
 
 import collections
+import re
 import time
+import unicodedata
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
+from rich.cells import cell_len, set_cell_size
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress_bar import ProgressBar
@@ -30,12 +34,18 @@ __all__ = [
     "PlainDisplay",
     "RetryCount",
     "Tracker",
+    "clean_text",
     "failure_reason",
+    "fit",
     "fmt_seconds",
+    "space_label",
 ]
 
 #: Active spaces shown one per row on a terminal; more would scroll a normal window.
 MAX_SPACE_ROWS = 8
+#: Columns a space's name may take (a longer one ends in "…"): a row keeps room for its
+#: bar and figures on an 80-column terminal.
+MAX_NAME_CELLS = 40
 #: Seconds of history behind the tasks-per-second figure: long enough to smooth the bursts
 #: of whole pages, short enough to follow a slowdown.
 RATE_WINDOW = 3.0
@@ -54,6 +64,90 @@ def fmt_seconds(seconds: float) -> str:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+def fit(parts: Iterable[str | Text], width: int, *, sep: str = " ", indent: str = "") -> Text:
+    """``parts`` joined by ``sep``, a new line started between two parts instead of past
+    ``width`` columns (continued after ``indent``).
+
+    A part is never cut, so a figure such as ``1 h 02 min`` or a path stays whole on one
+    line (a terminal or rich would break a long line anywhere, even inside a figure). Only
+    a part wider than the whole line is left to wrap.
+
+    Args:
+        parts: the pieces, in order (a :class:`~rich.text.Text` keeps its styles).
+        width: the columns available, e.g. ``console.width``.
+        sep: what goes between two parts on the same line.
+        indent: what starts every line after the first.
+    """
+    out = Text()
+    column = 0
+    for part in parts:
+        piece = part if isinstance(part, Text) else Text(part)
+        if column and column + len(sep) + piece.cell_len > width:
+            out.append("\n" + indent)
+            column = len(indent)
+        elif column:
+            out.append(sep)
+            column += len(sep)
+        out.append_text(piece)
+        column += piece.cell_len
+    return out
+
+
+# Terminal escape sequences: CSI (``ESC [ ... final``), OSC (``ESC ] ... BEL`` or ``ESC \``)
+# and the two-character ones. Removed whole, so no stray parameters are left behind.
+_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+
+
+def clean_text(text: str) -> str:
+    """``text`` from a server as one line of plain characters.
+
+    Escape sequences are removed, line breaks and other white space become one space, and
+    every other control or format character (bidi overrides included) is dropped: a name
+    cannot clear the screen, move the cursor, retitle the window or reorder a line. Rich
+    markup is left as text; print the result as a :class:`~rich.text.Text`, never as markup.
+
+    Args:
+        text: e.g. a space's name, as the server sent it.
+    """
+    text = _ESCAPES.sub("", text)
+    kept = (
+        " " if ch.isspace() else ch
+        for ch in text
+        if ch.isspace() or unicodedata.category(ch)[0] != "C"
+    )
+    return " ".join("".join(kept).split())
+
+
+def space_label(name: str | None, token: str, limit: int = MAX_NAME_CELLS) -> str:
+    """How a space is shown: its name, cleaned (:func:`clean_text`) and at most ``limit``
+    columns (cut with "…"), or its token when it has no name (or nothing visible of one).
+
+    Args:
+        name: the space's name from the server, or ``None`` (e.g. a token given on the
+            command line).
+        token: the space's token.
+        limit: the most columns the label may take (wide characters count two).
+    """
+    label = clean_text(name or "")
+    if not label:
+        return token
+    if cell_len(label) > limit:
+        label = set_cell_size(label, limit - 1).rstrip() + "…"
+    return label
+
+
+def _labels(names: Mapping[str, str]) -> dict[str, str]:
+    """The displays' label of each named space (:func:`space_label`)."""
+    labels = {token: space_label(name, token) for token, name in names.items()}
+    seen = collections.Counter(labels.values())
+    for token, label in labels.items():
+        if seen[label] > 1:
+            # Two spaces of one name: the end of the token tells them apart.
+            short = space_label(names[token], token, MAX_NAME_CELLS - 10)
+            labels[token] = f"{short} (…{token[-6:]})"
+    return labels
 
 
 class RetryCount:
@@ -76,9 +170,22 @@ class Tracker:
         prior: dict[str, int],
         skipped: set[str],
         retries: RetryCount | None = None,
+        names: Mapping[str, str] | None = None,
     ) -> None:
+        """Start tracking a run.
+
+        Args:
+            tokens: every space of the run, skipped ones included, in order.
+            prior: tasks of each space already in the output (earlier runs).
+            skipped: spaces done before this run.
+            retries: the client's ``on_retry`` counter.
+            names: the spaces' names where known (the spaces list), as the server sent
+                them; shown cleaned and cut short (:func:`space_label`), the token else.
+        """
         self.tokens = tokens
         """Every space of the run, skipped ones included, in order."""
+        self._names = {t: names[t] for t in tokens if names and names.get(t)}
+        self._labels = _labels(self._names)
         self.skipped = skipped
         """Spaces already done before this run (resumed from a checkpoint)."""
         self.written: dict[str, int] = dict(prior)
@@ -91,6 +198,16 @@ class Tracker:
         self.started = time.monotonic()
         self.finished: float | None = None
         self._samples: collections.deque[tuple[float, int]] = collections.deque()
+
+    def label(self, token: str) -> str:
+        """How the displays name ``token``: its name, made safe and short, or the token."""
+        return self._labels.get(token, token)
+
+    def label_with_token(self, token: str) -> str:
+        """``name (token)`` for a named space, the token alone else: where the user may want
+        to type the token (the summary's failed spaces)."""
+        label = space_label(self._names.get(token), token)
+        return label if label == token else f"{label} ({token})"
 
     # -- updates from the harvest loop -------------------------------------------------
 
@@ -289,15 +406,22 @@ class LiveDisplay:
 
     def refresh(self) -> None:
         """Redraw."""
-        self._live.update(self._render(), refresh=True)
+        self._live.update(self.render(), refresh=True)
 
-    def _render(self) -> RenderableType:
+    def render(self) -> RenderableType:
+        """What the next refresh draws: each line within the console's width.
+
+        The title, the overall bar and its figures, the run's figures (broken between two
+        figures when the width runs out, never inside one), one row per active space, and
+        the last failures, one line each (the summary lists them whole).
+        """
         t = self.tracker
         now = time.monotonic()
         if now - self._last_rate_at >= 0.5:  # a figure that changes 8 times a second is noise
             self._rate, self._last_rate_at = t.sample_rate(), now
         done, total, estimate = t.totals()
-        width = max(20, min(60, self.console.width - 60))
+        columns = self.console.width
+        width = max(20, min(60, columns - 60))
 
         head = Text.assemble((self.title, "bold"))
         overall = Table.grid(padding=(0, 1))
@@ -313,24 +437,20 @@ class LiveDisplay:
         failed = t.failures()
         n_done = len(t.done_tokens())
         active = t.active_tokens()
-        eta = ""
+        pieces: list[str | Text] = [
+            Text(f"{self._rate:,.0f} tasks/s", "cyan"),
+            f"{n_done:,}/{len(t.tokens):,} spaces done",
+            f"{len(active):,} active",
+            Text(_plural(t.retries, "retry", "retries"), "yellow" if t.retries else ""),
+            Text(f"{len(failed):,} failed", "bold red" if failed else ""),
+            fmt_seconds(t.elapsed),
+        ]
         if self._rate > 0 and total > done:
-            eta = f" · ETA {fmt_seconds((total - done) / self._rate)}"
-        stats = Text.assemble(
-            (f"{self._rate:,.0f} tasks/s", "cyan"),
-            f" · {n_done}/{len(t.tokens)} spaces done · {len(active)} active · ",
-            (_plural(t.retries, "retry", "retries"), "yellow" if t.retries else ""),
-            " · ",
-            (f"{len(failed)} failed", "bold red" if failed else ""),
-            f" · {fmt_seconds(t.elapsed)}{eta}",
-        )
+            pieces.append(f"ETA {fmt_seconds((total - done) / self._rate)}")
+        stats = fit(pieces, columns, sep=" · ")
 
-        rows = Table.grid(padding=(0, 2))
-        rows.add_column(no_wrap=True, style="dim")
-        rows.add_column(no_wrap=True)
-        rows.add_column(no_wrap=True, justify="right")
-        rows.add_column(no_wrap=True, justify="right")
         harvest = t.harvest
+        cells: list[tuple[str, int, int, str, str]] = []
         for token in active[:MAX_SPACE_ROWS]:
             written = t.written.get(token, 0)
             count = t.count(token)
@@ -338,11 +458,31 @@ class LiveDisplay:
             space_pct = f"{100 * written / space_total:3.0f}%" if space_total else "  …"
             stats_of = harvest.stats.get(token) if harvest is not None else None
             retries = stats_of.retries if stats_of is not None else 0
+            cells.append(
+                (
+                    t.label(token),
+                    space_total,
+                    written,
+                    f"{written:,}/{space_total:,} {space_pct}",
+                    _plural(retries, "retry", "retries") if retries else "",
+                )
+            )
+        # The figures keep their width; the name gets what is left of the line (cut "…").
+        bar = width // 2
+        figures_width = max((cell_len(c[3]) for c in cells), default=0)
+        retries_width = max((cell_len(c[4]) for c in cells), default=0)
+        name_width = max(8, columns - bar - figures_width - retries_width - 3 * 2)
+        rows = Table.grid(padding=(0, 2))
+        rows.add_column(no_wrap=True, style="dim", overflow="ellipsis", max_width=name_width)
+        rows.add_column(no_wrap=True)
+        rows.add_column(no_wrap=True, justify="right")
+        rows.add_column(no_wrap=True, justify="right")
+        for label, space_total, written, figures_of, retries_of in cells:
             rows.add_row(
-                token,
-                ProgressBar(total=max(space_total, 1), completed=written, width=width // 2),
-                f"{written:,}/{space_total:,} {space_pct}",
-                Text(_plural(retries, "retry", "retries"), style="yellow") if retries else "",
+                Text(label),  # never markup: names come from the server
+                ProgressBar(total=max(space_total, 1), completed=written, width=bar),
+                figures_of,
+                Text(retries_of, style="yellow"),
             )
         parts: list[RenderableType] = [head, overall, stats]
         if active:
@@ -351,5 +491,13 @@ class LiveDisplay:
             if len(active) > MAX_SPACE_ROWS:
                 parts.append(Text(f"… and {len(active) - MAX_SPACE_ROWS} more active", "dim"))
         for token, reason in failed[-3:]:
-            parts.append(Text.assemble(("failed ", "bold red"), (token, "dim"), f": {reason}"))
+            parts.append(
+                Text.assemble(
+                    ("failed ", "bold red"),
+                    (t.label(token), "dim"),
+                    f": {reason}",
+                    no_wrap=True,
+                    overflow="ellipsis",
+                )
+            )
         return Group(*parts)

@@ -57,46 +57,48 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-async def test_parquet_output_reads_back_with_every_task_once(tmp_path: Path) -> None:
-    async with UnpodServer(seed=21, spaces=[0, 130, 260], latency=0.002) as server:
-        out, ck = tmp_path / "tasks.parquet", tmp_path / "run.ckpt"
-        args = ["harvest", *server.space_tokens, "-o", out, "--checkpoint", ck]
-        result = await run(*args, "--page-size", "50", env=cli_env(server))
-        assert result.code == 0, result.stderr
-        frame = pd.read_parquet(out)
-        assert_every_task_once(frame, server)
-        assert str(frame["created"].dtype) == "datetime64[us, UTC]"
+@pytest.mark.served(seed=21, spaces=[0, 130, 260], latency=0.002)
+async def test_parquet_output_reads_back_with_every_task_once(
+    tmp_path: Path, server: UnpodServer
+) -> None:
+    out, ck = tmp_path / "tasks.parquet", tmp_path / "run.ckpt"
+    args = ["harvest", *server.space_tokens, "-o", out, "--checkpoint", ck]
+    result = await run(*args, "--page-size", "50", env=cli_env(server))
+    assert result.code == 0, result.stderr
+    frame = pd.read_parquet(out)
+    assert_every_task_once(frame, server)
+    assert str(frame["created"].dtype) == "datetime64[us, UTC]"
     assert out.is_dir() and mode(out) == 0o700
     assert all(mode(part) == 0o600 for part in out.iterdir())
     assert mode(ck) == 0o600
     assert "wrote 390 tasks from 3 spaces" in result.stderr
 
 
-async def test_csv_and_format_option(tmp_path: Path) -> None:
-    async with UnpodServer(seed=22, spaces=[70]) as server:
-        out = tmp_path / "tasks.data"  # no known suffix: --format decides
-        result = await run(
-            "harvest", *server.space_tokens, "-o", out, "--format", "csv", env=cli_env(server)
-        )
-        assert result.code == 0, result.stderr
-        frame = pd.read_csv(out)
-        assert_every_task_once(frame, server)
-        unknown = await run(
-            "harvest", *server.space_tokens, "-o", tmp_path / "x.data", env=cli_env(server)
-        )
+@pytest.mark.served(seed=22, spaces=[70])
+async def test_csv_and_format_option(tmp_path: Path, server: UnpodServer) -> None:
+    out = tmp_path / "tasks.data"  # no known suffix: --format decides
+    result = await run(
+        "harvest", *server.space_tokens, "-o", out, "--format", "csv", env=cli_env(server)
+    )
+    assert result.code == 0, result.stderr
+    frame = pd.read_csv(out)
+    assert_every_task_once(frame, server)
+    unknown = await run(
+        "harvest", *server.space_tokens, "-o", tmp_path / "x.data", env=cli_env(server)
+    )
     assert unknown.code == 2 and "cannot tell the output format" in unknown.stderr
     assert mode(out) == 0o600
 
 
-async def test_dash_is_standard_output_and_json_lines_only(tmp_path: Path) -> None:
-    async with UnpodServer(seed=23, spaces=[45, 20]) as server:
-        env = cli_env(server)
-        result = await run("harvest", *server.space_tokens, "-o", "-", env=env)
-        assert result.code == 0, result.stderr
-        assert_exactly_the_server_tasks(read_lines(result.stdout), server, server.space_tokens)
-        parquet = await run(
-            "harvest", *server.space_tokens, "-o", "-", "--format", "parquet", env=env
-        )
+@pytest.mark.served(seed=23, spaces=[45, 20])
+async def test_dash_is_standard_output_and_json_lines_only(
+    tmp_path: Path, server: UnpodServer
+) -> None:
+    env = cli_env(server)
+    result = await run("harvest", *server.space_tokens, "-o", "-", env=env)
+    assert result.code == 0, result.stderr
+    assert_exactly_the_server_tasks(read_lines(result.stdout), server, server.space_tokens)
+    parquet = await run("harvest", *server.space_tokens, "-o", "-", "--format", "parquet", env=env)
     assert parquet.code == 2 and "standard output (-) takes JSON Lines only" in parquet.stderr
     assert not (tmp_path / "-").exists()
 
@@ -112,58 +114,62 @@ def read_output(path: Path) -> list[dict[str, Any]]:
         return read_lines(handle.read())
 
 
+# The first space is one page: done before the kill.
+@pytest.mark.served(seed=24, spaces=[40, 500, 300], latency=0.003)
 @pytest.mark.parametrize("name", ["tasks.jsonl.gz", "tasks.parquet"])
-async def test_killed_harvest_resumes_exactly_in_every_format(tmp_path: Path, name: str) -> None:
-    sizes = [40, 500, 300]  # the first space is one page: done before the kill
-    async with UnpodServer(seed=24, spaces=sizes, latency=0.003) as server:
-        out, ck = tmp_path / name, tmp_path / "run.ckpt"
-        args = ["harvest", *server.space_tokens, "-o", out, "--checkpoint", ck]
-        args += ["--checkpoint-interval", "0", "--page-size", "50", "--concurrency", "2"]
-        env = cli_env(server)
-        hook = pause_after(server, 7)
-        proc = await start(*args, env=env)
-        first = server.space_tokens[0]
-        await wait_until(
-            lambda: committed(ck) > 0 and (checkpoint_of(ck) or {})["spaces"][first]["done"]
-        )
-        await server.wait_in_flight(1)
-        proc.kill()  # SIGKILL: no cleanup at all
-        await finish(proc)
-        if out.is_file():
-            # What a kill in the middle of a write leaves: half a gzip member.
-            out.write_bytes(out.read_bytes() + gzip.compress(b'{"space_token":"X"}\n')[:15])
-        else:
-            (out / ".part-00000099-deadbeef.parquet.tmp").write_bytes(b"PAR1")
-        server.remove_hook(hook)
-        server.resume()
-        server.reset_stats()
-        result = await run(*args, env=env)
-        assert result.code == 0, result.stderr
-        assert "resuming from" in result.stderr
-        assert server.stats.requests_by_space[first] == 0  # done: not fetched again
-        rows = read_output(out)
-        if out.is_file():
-            assert_exactly_the_server_tasks(rows, server, server.space_tokens)
-        else:
-            assert_every_task_once(pd.DataFrame(rows), server)
+async def test_killed_harvest_resumes_exactly_in_every_format(
+    tmp_path: Path, name: str, server: UnpodServer
+) -> None:
+    out, ck = tmp_path / name, tmp_path / "run.ckpt"
+    args = ["harvest", *server.space_tokens, "-o", out, "--checkpoint", ck]
+    args += ["--checkpoint-interval", "0", "--page-size", "50", "--concurrency", "2"]
+    env = cli_env(server)
+    hook = pause_after(server, 7)
+    proc = await start(*args, env=env)
+    first = server.space_tokens[0]
+    await wait_until(
+        lambda: committed(ck) > 0 and (checkpoint_of(ck) or {})["spaces"][first]["done"]
+    )
+    await server.wait_in_flight(1)
+    proc.kill()  # SIGKILL: no cleanup at all
+    await finish(proc)
+    if out.is_file():
+        # What a kill in the middle of a write leaves: half a gzip member.
+        out.write_bytes(out.read_bytes() + gzip.compress(b'{"space_token":"X"}\n')[:15])
+    else:
+        (out / ".part-00000099-deadbeef.parquet.tmp").write_bytes(b"PAR1")
+    server.remove_hook(hook)
+    server.resume()
+    server.reset_stats()
+    result = await run(*args, env=env)
+    assert result.code == 0, result.stderr
+    assert "resuming from" in result.stderr
+    assert server.stats.requests_by_space[first] == 0  # done: not fetched again
+    rows = read_output(out)
+    if out.is_file():
+        assert_exactly_the_server_tasks(rows, server, server.space_tokens)
+    else:
+        assert_every_task_once(pd.DataFrame(rows), server)
 
 
-async def test_a_second_run_on_the_same_files_fails_at_once(tmp_path: Path) -> None:
-    async with UnpodServer(seed=25, spaces=[200], latency=0.001) as server:
-        out, ck = tmp_path / "tasks.jsonl", tmp_path / "run.ckpt"
-        args = ["harvest", *server.space_tokens, "-o", out, "--checkpoint", ck]
-        env = cli_env(server)
-        server.pause()  # the first run waits at the server, holding its lock
-        first = await start(*args, env=env)
-        await server.wait_in_flight(1)
-        started = time.monotonic()
-        second = await run(*args, env=env)
-        other_checkpoint = await run(*args[:-1], tmp_path / "other.ckpt", env=env)
-        assert time.monotonic() - started < RUN_TIMEOUT / 3  # at once, not after the first
-        server.resume()
-        done = await finish(first)
-        assert done.code == 0, done.stderr
-        assert_exactly_the_server_tasks(read_lines(out.read_bytes()), server, server.space_tokens)
+@pytest.mark.served(seed=25, spaces=[200], latency=0.001)
+async def test_a_second_run_on_the_same_files_fails_at_once(
+    tmp_path: Path, server: UnpodServer
+) -> None:
+    out, ck = tmp_path / "tasks.jsonl", tmp_path / "run.ckpt"
+    args = ["harvest", *server.space_tokens, "-o", out, "--checkpoint", ck]
+    env = cli_env(server)
+    server.pause()  # the first run waits at the server, holding its lock
+    first = await start(*args, env=env)
+    await server.wait_in_flight(1)
+    started = time.monotonic()
+    second = await run(*args, env=env)
+    other_checkpoint = await run(*args[:-1], tmp_path / "other.ckpt", env=env)
+    assert time.monotonic() - started < RUN_TIMEOUT / 3  # at once, not after the first
+    server.resume()
+    done = await finish(first)
+    assert done.code == 0, done.stderr
+    assert_exactly_the_server_tasks(read_lines(out.read_bytes()), server, server.space_tokens)
     for result in (second, other_checkpoint):
         assert result.code == 2, result.stderr
         assert "another spacetasks run" in result.stderr
@@ -172,70 +178,74 @@ async def test_a_second_run_on_the_same_files_fails_at_once(tmp_path: Path) -> N
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".lock")]
 
 
-async def test_an_existing_output_is_replaced_only_with_overwrite(tmp_path: Path) -> None:
-    async with UnpodServer(seed=26, spaces=[30]) as server:
-        out = tmp_path / "tasks.jsonl"
-        out.write_bytes(b"precious\n")
-        env = cli_env(server)
-        refused = await run("harvest", *server.space_tokens, "-o", out, env=env)
-        assert refused.code == 2 and "--overwrite" in refused.stderr
-        assert out.read_bytes() == b"precious\n"
-        # A new checkpoint pointed at an existing output is a new harvest too.
-        ck = tmp_path / "new.ckpt"
-        refused = await run("harvest", *server.space_tokens, "-o", out, "--checkpoint", ck, env=env)
-        assert refused.code == 2 and out.read_bytes() == b"precious\n"
-        replaced = await run("harvest", *server.space_tokens, "-o", out, "--overwrite", env=env)
-        assert replaced.code == 0, replaced.stderr
-        assert_exactly_the_server_tasks(read_lines(out.read_bytes()), server, server.space_tokens)
+@pytest.mark.served(seed=26, spaces=[30])
+async def test_an_existing_output_is_replaced_only_with_overwrite(
+    tmp_path: Path, server: UnpodServer
+) -> None:
+    out = tmp_path / "tasks.jsonl"
+    out.write_bytes(b"precious\n")
+    env = cli_env(server)
+    refused = await run("harvest", *server.space_tokens, "-o", out, env=env)
+    assert refused.code == 2 and "--overwrite" in refused.stderr
+    assert out.read_bytes() == b"precious\n"
+    # A new checkpoint pointed at an existing output is a new harvest too.
+    ck = tmp_path / "new.ckpt"
+    refused = await run("harvest", *server.space_tokens, "-o", out, "--checkpoint", ck, env=env)
+    assert refused.code == 2 and out.read_bytes() == b"precious\n"
+    replaced = await run("harvest", *server.space_tokens, "-o", out, "--overwrite", env=env)
+    assert replaced.code == 0, replaced.stderr
+    assert_exactly_the_server_tasks(read_lines(out.read_bytes()), server, server.space_tokens)
 
 
-async def test_a_replaced_output_is_refused_on_resume(tmp_path: Path) -> None:
-    async with UnpodServer(seed=27, spaces=[400], latency=0.002) as server:
-        out, ck = tmp_path / "tasks.jsonl", tmp_path / "run.ckpt"
-        args = ["harvest", *server.space_tokens, "-o", out, "--checkpoint", ck]
-        args += ["--checkpoint-interval", "0", "--page-size", "50", "--concurrency", "1"]
-        env = cli_env(server)
-        hook = pause_after(server, 4)
-        proc = await start(*args, env=env)
-        await wait_until(lambda: committed(ck) > 0)
-        await server.wait_in_flight(1)
-        proc.kill()
-        await finish(proc)
-        # Something else wrote the same name meanwhile (another tool, a demo...).
-        replacement = b'{"task_id":"other"}\n' * 300
-        out.write_bytes(replacement)
-        server.remove_hook(hook)
-        server.resume()
-        result = await run(*args, env=env)
+@pytest.mark.served(seed=27, spaces=[400], latency=0.002)
+async def test_a_replaced_output_is_refused_on_resume(tmp_path: Path, server: UnpodServer) -> None:
+    out, ck = tmp_path / "tasks.jsonl", tmp_path / "run.ckpt"
+    args = ["harvest", *server.space_tokens, "-o", out, "--checkpoint", ck]
+    args += ["--checkpoint-interval", "0", "--page-size", "50", "--concurrency", "1"]
+    env = cli_env(server)
+    hook = pause_after(server, 4)
+    proc = await start(*args, env=env)
+    await wait_until(lambda: committed(ck) > 0)
+    await server.wait_in_flight(1)
+    proc.kill()
+    await finish(proc)
+    # Something else wrote the same name meanwhile (another tool, a demo...).
+    replacement = b'{"task_id":"other"}\n' * 300
+    out.write_bytes(replacement)
+    server.remove_hook(hook)
+    server.resume()
+    result = await run(*args, env=env)
     assert result.code == 2, result.stderr
     assert "changed or replaced" in result.stderr and "--overwrite" in result.stderr
     assert out.read_bytes() == replacement  # not cut
 
 
-async def test_checkpoints_are_checked_against_the_command(tmp_path: Path) -> None:
-    async with UnpodServer(seed=28, spaces=[300, 300, 10]) as server:
-        a, b, c = server.space_tokens
-        out, ck = tmp_path / "tasks.jsonl", tmp_path / "run.ckpt"
-        env = cli_env(server)
-        hook = pause_after(server, 3)
-        proc = await start(
-            "harvest", a, b, "-o", out, "--checkpoint", ck, "--page-size", "50",
-            "--checkpoint-interval", "0", "--concurrency", "1", env=env,
-        )  # fmt: skip
-        await wait_until(lambda: committed(ck) > 0)
-        await server.wait_in_flight(1)
-        proc.kill()
-        await finish(proc)
-        server.remove_hook(hook)
-        server.resume()
-        base = ["-o", out, "--checkpoint", ck, "--page-size", "50"]
-        other = await run("harvest", a, c, *base, env=env)
-        fewer = await run("harvest", a, *base, env=env)
-        limit = await run("harvest", a, b, *base, "--max-items", "5", env=env)
-        size = out.stat().st_size
-        same = await run("harvest", a, b, *base, env=env)
-        assert same.code == 0, same.stderr
-        assert_exactly_the_server_tasks(read_lines(out.read_bytes()), server, [a, b])
+@pytest.mark.served(seed=28, spaces=[300, 300, 10])
+async def test_checkpoints_are_checked_against_the_command(
+    tmp_path: Path, server: UnpodServer
+) -> None:
+    a, b, c = server.space_tokens
+    out, ck = tmp_path / "tasks.jsonl", tmp_path / "run.ckpt"
+    env = cli_env(server)
+    hook = pause_after(server, 3)
+    proc = await start(
+        "harvest", a, b, "-o", out, "--checkpoint", ck, "--page-size", "50",
+        "--checkpoint-interval", "0", "--concurrency", "1", env=env,
+    )  # fmt: skip
+    await wait_until(lambda: committed(ck) > 0)
+    await server.wait_in_flight(1)
+    proc.kill()
+    await finish(proc)
+    server.remove_hook(hook)
+    server.resume()
+    base = ["-o", out, "--checkpoint", ck, "--page-size", "50"]
+    other = await run("harvest", a, c, *base, env=env)
+    fewer = await run("harvest", a, *base, env=env)
+    limit = await run("harvest", a, b, *base, "--max-items", "5", env=env)
+    size = out.stat().st_size
+    same = await run("harvest", a, b, *base, env=env)
+    assert same.code == 0, same.stderr
+    assert_exactly_the_server_tasks(read_lines(out.read_bytes()), server, [a, b])
     assert other.code == 2 and f"no record of space {c}" in other.stderr
     assert fewer.code == 2 and "unfinished space" in fewer.stderr
     assert limit.code == 2 and "no --max-items" in limit.stderr
@@ -276,15 +286,15 @@ async def test_help_says_the_key_option_is_visible_in_ps() -> None:
     assert "visible to other users in `ps`" in text and "--api-key-file" in text
 
 
-async def test_api_key_file(tmp_path: Path) -> None:
-    async with UnpodServer(seed=29, spaces=[25]) as server:
-        key = tmp_path / "key"
-        key.write_text(server.api_key + "\n")
-        env = cli_env(server)
-        del env["UNPOD_API_KEY"]
-        result = await run("harvest", *server.space_tokens, "--api-key-file", key, env=env)
-        assert result.code == 0, result.stderr
-        assert len(read_lines(result.stdout)) == 25
+@pytest.mark.served(seed=29, spaces=[25])
+async def test_api_key_file(tmp_path: Path, server: UnpodServer) -> None:
+    key = tmp_path / "key"
+    key.write_text(server.api_key + "\n")
+    env = cli_env(server)
+    del env["UNPOD_API_KEY"]
+    result = await run("harvest", *server.space_tokens, "--api-key-file", key, env=env)
+    assert result.code == 0, result.stderr
+    assert len(read_lines(result.stdout)) == 25
 
 
 async def test_unreachable_hosts_fail_fast_without_retries() -> None:
@@ -308,34 +318,35 @@ async def test_unreachable_hosts_fail_fast_without_retries() -> None:
     assert "warning: sending the API key in clear" in unknown.stderr
 
 
-async def test_a_404_on_every_space_hints_at_a_path_in_the_base_url() -> None:
-    async with UnpodServer(seed=30, spaces=[5, 5]) as server:
-        env = cli_env(server, UNPOD_BASE_URL=server.base_url + "/api/v2")
-        result = await run("harvest", *server.space_tokens, env=env)
+@pytest.mark.served(seed=30, spaces=[5, 5])
+async def test_a_404_on_every_space_hints_at_a_path_in_the_base_url(server: UnpodServer) -> None:
+    env = cli_env(server, UNPOD_BASE_URL=server.base_url + "/api/v2")
+    result = await run("harvest", *server.space_tokens, env=env)
     assert result.code == 5, result.stderr
     assert "hint: every space answered HTTP 404" in result.stderr
     assert "'/api/v2'" in result.stderr
 
 
+@pytest.mark.served(seed=31, spaces=[120, 80])
 async def test_progress_waits_for_the_first_answers_instead_of_showing_100_percent(
     tmp_path: Path,
+    server: UnpodServer,
 ) -> None:
-    async with UnpodServer(seed=31, spaces=[120, 80]) as server:
-        hook = pause_after(server, 1)  # the key check passes, the harvest's pages wait
-        proc = await start(
-            "harvest", *server.space_tokens, "-o", tmp_path / "t.jsonl",
-            "--progress-every", "0.02", env=cli_env(server),
-        )  # fmt: skip
-        assert proc.stderr is not None
-        seen: list[str] = []
-        async with asyncio.timeout(RUN_TIMEOUT / 2):
-            while "waiting for the first answers" not in (
-                line := (await proc.stderr.readline()).decode()
-            ):
-                seen.append(line)
-        server.remove_hook(hook)
-        server.resume()
-        result = await finish(proc)
+    hook = pause_after(server, 1)  # the key check passes, the harvest's pages wait
+    proc = await start(
+        "harvest", *server.space_tokens, "-o", tmp_path / "t.jsonl",
+        "--progress-every", "0.02", env=cli_env(server),
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen: list[str] = []
+    async with asyncio.timeout(RUN_TIMEOUT / 2):
+        while "waiting for the first answers" not in (
+            line := (await proc.stderr.readline()).decode()
+        ):
+            seen.append(line)
+    server.remove_hook(hook)
+    server.resume()
+    result = await finish(proc)
     assert result.code == 0, result.stderr
     text = "".join(seen) + line + result.stderr
     assert "/~0 tasks" not in text and "0/0 tasks" not in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import cattrs
@@ -16,7 +16,9 @@ import spacetasks_async as st
 from spacetasks_async import Client, RetryPolicy
 from spacetasks_async._convert import converter as package_converter
 from spacetasks_async._convert import make_converter
-from spacetasks_async.testing import UnpodServer
+
+if TYPE_CHECKING:
+    from conftest import Serve  # tests/ is on sys.path
 
 # https: a plain-http base URL to a host other than this machine warns (the key in clear).
 BASE = "https://unpod.test"
@@ -507,17 +509,16 @@ from test_converter import Lead  # noqa: E402  (tests/ is on sys.path)
 from test_converter import _lead_converter as lead_converter  # noqa: E402
 
 
-async def test_a_users_converter_decodes_every_task_of_a_walk() -> None:
+async def test_a_users_converter_decodes_every_task_of_a_walk(serve: Serve) -> None:
     theirs = lead_converter()
-    async with UnpodServer(seed=3, spaces=[250]) as server:
+    async with serve(seed=3, spaces=[250], client={"converter": theirs}) as (server, client):
         token = server.space_tokens[0]
-        async with Client(server.api_key, base_url=server.base_url, converter=theirs) as client:
-            assert client.converter is theirs
-            async with client.iter_tasks(token, page_size=40, window=4) as walk:
-                tasks = [task async for task in walk]
-            page = await client.get_page(token, page=2, page_size=10)
-            async with client.harvest([token], page_size=50) as harvest:
-                harvested = [item.task async for item in harvest]
+        assert client.converter is theirs
+        async with client.iter_tasks(token, page_size=40, window=4) as walk:
+            tasks = [task async for task in walk]
+        page = await client.get_page(token, page=2, page_size=10)
+        async with client.harvest([token], page_size=50) as harvest:
+            harvested = [item.task async for item in harvest]
         # The package's own client still hands out plain dicts.
         async with Client(server.api_key, base_url=server.base_url) as plain:
             first = await plain.get_page(token, page_size=1)
@@ -551,19 +552,19 @@ def test_a_copy_of_a_package_converter_is_accepted() -> None:
 
 async def test_a_walk_and_a_harvest_never_touch_the_garbage_collector(
     monkeypatch: pytest.MonkeyPatch,
+    serve: Serve,
 ) -> None:
     def forbidden(*_: object) -> None:
         raise AssertionError("the library toggled the process-wide garbage collector")
 
     for name in ("disable", "enable", "freeze", "unfreeze", "set_threshold"):
         monkeypatch.setattr(gc, name, forbidden)
-    async with UnpodServer(seed=4, spaces=[300, 20]) as server:
+    async with serve(seed=4, spaces=[300, 20]) as (server, client):
         tokens = server.space_tokens
-        async with Client(server.api_key, base_url=server.base_url) as client:
-            async with client.iter_tasks(tokens[0], page_size=25, window=8) as walk:
-                assert len([t async for t in walk]) == 300
-            async with client.harvest(tokens, page_size=10) as harvest:
-                assert len([i async for i in harvest]) == 320
+        async with client.iter_tasks(tokens[0], page_size=25, window=8) as walk:
+            assert len([t async for t in walk]) == 300
+        async with client.harvest(tokens, page_size=10) as harvest:
+            assert len([i async for i in harvest]) == 320
     assert gc.isenabled()
 
 

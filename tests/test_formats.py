@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa  # type: ignore[import-untyped]
@@ -30,7 +30,7 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spacetasks_async import Client, InvalidArgumentError, SpaceTasksError, encode_task
+from spacetasks_async import InvalidArgumentError, SpaceTasksError, encode_task
 from spacetasks_async._convert import parse_timestamp
 from spacetasks_async._formats import (
     STDOUT,
@@ -50,6 +50,9 @@ from spacetasks_async._formats import (
     parquet_schema,
 )
 from spacetasks_async.testing import UnpodServer
+
+if TYPE_CHECKING:
+    from conftest import Serve  # tests/ is on sys.path
 
 J, C, P = OutputFormat.JSONL, OutputFormat.CSV, OutputFormat.PARQUET
 NONE, GZ, ZST = Compression.NONE, Compression.GZIP, Compression.ZSTD
@@ -322,14 +325,13 @@ def test_csv_quotes_newlines_commas_and_quotes(tmp_path: Path) -> None:
     assert orjson.loads(row["input"]) == task["input"]
 
 
-async def test_tasks_harvested_through_the_client_round_trip(tmp_path: Path) -> None:
+async def test_tasks_harvested_through_the_client_round_trip(tmp_path: Path, serve: Serve) -> None:
     # What the command line will do: encode_task of each harvested task, page by page.
-    async with UnpodServer(seed=43, spaces=[120]) as server:
+    async with serve(seed=43, spaces=[120]) as (server, client):
         token = server.space_tokens[0]
-        async with Client(server.api_key, base_url=server.base_url) as client:
-            with open_sink(tmp_path / "h.parquet") as sink:
-                async for task in client.iter_tasks(token, page_size=25):
-                    sink.write(token, [encode_task(task)])
+        with open_sink(tmp_path / "h.parquet") as sink:
+            async for task in client.iter_tasks(token, page_size=25):
+                sink.write(token, [encode_task(task)])
         expected = server.expected_tasks(token)
     rows = read_parquet(tmp_path / "h.parquet")
     assert [r["task_id"] for r in rows] == [t["task_id"] for t in expected]

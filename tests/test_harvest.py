@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import spacetasks_async as st
-from spacetasks_async import Client, RetryPolicy
-from spacetasks_async.testing import TaskRequest, UnpodServer
+from spacetasks_async import Client
+from spacetasks_async.testing import TaskRequest
+
+if TYPE_CHECKING:
+    from conftest import Serve  # tests/ is on sys.path
 
 
-def client_for(server: UnpodServer, **kw: Any) -> Client:
-    kw.setdefault("retry", RetryPolicy.never())
-    return Client(server.api_key, base_url=server.base_url, org_handle=server.org_handle, **kw)
-
-
-async def test_harvest_of_100_spaces_with_invalid_tokens_completes_the_rest() -> None:
+async def test_harvest_of_100_spaces_with_invalid_tokens_completes_the_rest(serve: Serve) -> None:
     sizes = [(i * 37) % 260 for i in range(100)]
-    async with UnpodServer(seed=21, spaces=sizes) as server, client_for(server) as client:
+    async with serve(seed=21, spaces=sizes) as (server, client):
         bad = ["BADTOKEN0000000000000001", "BADTOKEN0000000000000002"]
         denied = sorted(server.no_access_tokens)[:1]
         tokens = server.space_tokens[:50] + bad + denied + server.space_tokens[50:]
@@ -43,8 +41,8 @@ async def test_harvest_of_100_spaces_with_invalid_tokens_completes_the_rest() ->
         assert server.stats.max_in_flight <= 16
 
 
-async def test_failed_spaces_are_raised_together_at_the_end_unless_collected() -> None:
-    async with UnpodServer(seed=22, spaces=[50, 50]) as server, client_for(server) as client:
+async def test_failed_spaces_are_raised_together_at_the_end_unless_collected(serve: Serve) -> None:
+    async with serve(seed=22, spaces=[50, 50]) as (server, client):
         bad = ["BADTOKEN0000000000000001", "BADTOKEN0000000000000002"]
         got = 0
         with pytest.raises(st.HarvestError) as info:
@@ -58,8 +56,8 @@ async def test_failed_spaces_are_raised_together_at_the_end_unless_collected() -
     assert "BADTOKEN0000000000000001" in str(info.value)
 
 
-async def test_fail_fast_raises_the_first_failure() -> None:
-    async with UnpodServer(seed=22, spaces=[50, 50]) as server, client_for(server) as client:
+async def test_fail_fast_raises_the_first_failure(serve: Serve) -> None:
+    async with serve(seed=22, spaces=[50, 50]) as (server, client):
         tokens = ["BADTOKEN0000000000000001", *server.space_tokens]
         with pytest.raises(st.InvalidSpaceTokenError) as info:
             async with client.harvest(tokens, fail_fast=True) as harvest:
@@ -68,35 +66,33 @@ async def test_fail_fast_raises_the_first_failure() -> None:
         assert info.value.space_token == "BADTOKEN0000000000000001"
 
 
-async def test_one_limit_is_shared_by_all_spaces() -> None:
+async def test_one_limit_is_shared_by_all_spaces(serve: Serve) -> None:
     sizes = [1000] * 6
-    async with UnpodServer(seed=23, spaces=sizes, latency=0.002) as server:
-        async with client_for(server) as client:
-            harvest = client.harvest(server.space_tokens, page_size=50, concurrency=5, window=8)
-            n = sum([1 async for _ in harvest])
+    async with serve(seed=23, spaces=sizes, latency=0.002) as (server, client):
+        harvest = client.harvest(server.space_tokens, page_size=50, concurrency=5, window=8)
+        n = sum([1 async for _ in harvest])
     assert n == 6000
     assert server.stats.max_in_flight == 5
 
 
-async def test_a_huge_space_does_not_starve_small_ones() -> None:
+async def test_a_huge_space_does_not_starve_small_ones(serve: Serve) -> None:
     # One slot, served round-robin: the small spaces get turns between the huge space's
     # pages, so all of them finish while the huge one is still early on.
-    async with UnpodServer(seed=24, spaces=[20000, 100, 100, 100]) as server:
+    async with serve(seed=24, spaces=[20000, 100, 100, 100]) as (server, client):
         huge, *small = server.space_tokens
-        async with client_for(server) as client:
-            harvest = client.harvest(server.space_tokens, page_size=50, concurrency=1, window=8)
-            async for _ in harvest:
-                if len(harvest.completed) == 3:
-                    break
-            await harvest.aclose()
+        harvest = client.harvest(server.space_tokens, page_size=50, concurrency=1, window=8)
+        async for _ in harvest:
+            if len(harvest.completed) == 3:
+                break
+        await harvest.aclose()
         assert sorted(harvest.completed) == sorted(small)
         huge_pages = [r for r in server.request_log if r.space_token == huge]
         # the huge space (400 pages) got about its share and no more while they ran
         assert len(huge_pages) <= 2 * 6 + 4
 
 
-async def test_harvest_with_no_tokens_walks_every_space_of_the_organization() -> None:
-    async with UnpodServer(seed=25, spaces=[10, 0, 30]) as server, client_for(server) as client:
+async def test_harvest_with_no_tokens_walks_every_space_of_the_organization(serve: Serve) -> None:
+    async with serve(seed=25, spaces=[10, 0, 30]) as (server, client):
         spaces = [s async for s in client.iter_spaces()]
         assert {s.token for s in spaces} == set(server.space_tokens)
         got: dict[str, int] = collections.Counter()
@@ -107,28 +103,26 @@ async def test_harvest_with_no_tokens_walks_every_space_of_the_organization() ->
             assert got[token] == len(server.expected_task_ids(token))
 
 
-async def test_spaces_list_without_org_handle_is_a_configuration_error() -> None:
-    async with UnpodServer(seed=26, spaces=[1]) as server:
-        async with Client(server.api_key, base_url=server.base_url) as client:
-            with pytest.raises(st.ConfigurationError, match="org"):
-                [s async for s in client.iter_spaces()]
+async def test_spaces_list_without_org_handle_is_a_configuration_error(serve: Serve) -> None:
+    async with serve(seed=26, spaces=[1], client={"org_handle": None}) as (_, client):
+        with pytest.raises(st.ConfigurationError, match="org"):
+            [s async for s in client.iter_spaces()]
 
 
-async def test_spaces_list_is_walked_when_the_server_pages_it() -> None:
-    async with UnpodServer(seed=27, spaces=[1] * 23, paginate_spaces=True) as server:
-        async with client_for(server) as client:
-            tokens = [s.token async for s in client.iter_spaces(page_size=5)]
+async def test_spaces_list_is_walked_when_the_server_pages_it(serve: Serve) -> None:
+    async with serve(seed=27, spaces=[1] * 23, paginate_spaces=True) as (server, client):
+        tokens = [s.token async for s in client.iter_spaces(page_size=5)]
     assert len(tokens) == len(set(tokens))
     assert set(server.space_tokens) <= set(tokens)
 
 
-async def test_get_space_returns_one_space() -> None:
-    async with UnpodServer(seed=28, spaces=[3]) as server, client_for(server) as client:
+async def test_get_space_returns_one_space(serve: Serve) -> None:
+    async with serve(seed=28, spaces=[3]) as (server, client):
         space = await client.get_space(server.space_tokens[0])
     assert space.token == server.space_tokens[0]
 
 
-async def test_breaking_out_of_a_harvest_leaves_nothing_running() -> None:
+async def test_breaking_out_of_a_harvest_leaves_nothing_running(serve: Serve) -> None:
     asyncio.get_running_loop().set_debug(True)
     release = asyncio.Event()
 
@@ -136,7 +130,7 @@ async def test_breaking_out_of_a_harvest_leaves_nothing_running() -> None:
         if req.page > 1:
             await release.wait()
 
-    async with UnpodServer(seed=29, spaces=[500] * 5) as server, client_for(server) as client:
+    async with serve(seed=29, spaces=[500] * 5) as (server, client):
         server.add_hook(hold)
         async with client.harvest(server.space_tokens, page_size=50) as harvest:
             async for _ in harvest:
@@ -153,8 +147,8 @@ async def test_breaking_out_of_a_harvest_leaves_nothing_running() -> None:
         release.set()
 
 
-async def test_harvest_checkpoints_resume_mid_page_without_loss_or_repeat() -> None:
-    async with UnpodServer(seed=30, spaces=[730, 415]) as server, client_for(server) as client:
+async def test_harvest_checkpoints_resume_mid_page_without_loss_or_repeat(serve: Serve) -> None:
+    async with serve(seed=30, spaces=[730, 415]) as (server, client):
         tokens = server.space_tokens
         first: dict[str, list[str]] = collections.defaultdict(list)
         async with client.harvest(tokens, page_size=100, concurrency=2) as harvest:
@@ -178,8 +172,9 @@ async def test_harvest_checkpoints_resume_mid_page_without_loss_or_repeat() -> N
 
 async def test_a_bug_inside_one_walk_is_raised_not_left_hanging(
     monkeypatch: pytest.MonkeyPatch,
+    serve: Serve,
 ) -> None:
-    async with UnpodServer(seed=31, spaces=[50, 50]) as server, client_for(server) as client:
+    async with serve(seed=31, spaces=[50, 50]) as (server, client):
         broken = server.space_tokens[1]
         real = Client.get_page
 

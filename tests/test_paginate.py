@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -14,13 +12,8 @@ import spacetasks_async as st
 from spacetasks_async import Client, RetryPolicy
 from spacetasks_async.testing import DriftPlan, TaskRequest, UnpodServer
 
-
-@contextlib.asynccontextmanager
-async def serve(**kw: Any) -> AsyncIterator[tuple[UnpodServer, Client]]:
-    async with UnpodServer(**kw) as server:
-        client = Client(server.api_key, base_url=server.base_url, retry=RetryPolicy.never())
-        async with client:
-            yield server, client
+if TYPE_CHECKING:
+    from conftest import Serve  # tests/ is on sys.path
 
 
 def task_requests(server: UnpodServer, token: str) -> list[int]:
@@ -43,7 +36,9 @@ async def collect(walk: Any) -> list[str]:
     return [task.task_id async for task in walk]
 
 
-async def test_walk_yields_every_task_in_server_order_with_one_request_per_page() -> None:
+async def test_walk_yields_every_task_in_server_order_with_one_request_per_page(
+    serve: Serve,
+) -> None:
     async with serve(seed=3, spaces=[1234]) as (server, client):
         token = server.space_tokens[0]
         walk = client.iter_tasks(token, page_size=100)
@@ -62,7 +57,7 @@ async def test_walk_yields_every_task_in_server_order_with_one_request_per_page(
 
 
 @pytest.mark.parametrize("size", [0, 1, 99, 100, 101, 500])
-async def test_walk_of_edge_sizes_makes_no_request_past_the_end(size: int) -> None:
+async def test_walk_of_edge_sizes_makes_no_request_past_the_end(size: int, serve: Serve) -> None:
     async with serve(seed=5, spaces=[size]) as (server, client):
         token = server.space_tokens[0]
         ids = await collect(client.iter_tasks(token, page_size=100))
@@ -74,7 +69,7 @@ async def test_walk_of_edge_sizes_makes_no_request_past_the_end(size: int) -> No
     assert sorted(page_requests(server, token)) == sorted(expected)
 
 
-async def test_iter_pages_gives_task_pages_in_order() -> None:
+async def test_iter_pages_gives_task_pages_in_order(serve: Serve) -> None:
     async with serve(seed=4, spaces=[250]) as (server, client):
         token = server.space_tokens[0]
         pages = [p async for p in client.iter_pages(token, page_size=100)]
@@ -83,7 +78,9 @@ async def test_iter_pages_gives_task_pages_in_order() -> None:
     assert all(p.count == 250 and not p.reread for p in pages)
 
 
-async def test_prefetch_keeps_exactly_window_requests_in_flight_and_never_more() -> None:
+async def test_prefetch_keeps_exactly_window_requests_in_flight_and_never_more(
+    serve: Serve,
+) -> None:
     window = 4
     all_in = asyncio.Event()
     release = asyncio.Event()
@@ -113,7 +110,7 @@ async def test_prefetch_keeps_exactly_window_requests_in_flight_and_never_more()
     assert server.stats.max_in_flight == window
 
 
-async def test_pages_are_yielded_in_order_even_when_later_pages_answer_first() -> None:
+async def test_pages_are_yielded_in_order_even_when_later_pages_answer_first(serve: Serve) -> None:
     page2_may_answer = asyncio.Event()
 
     async def late_page_two(req: TaskRequest) -> None:
@@ -129,7 +126,7 @@ async def test_pages_are_yielded_in_order_even_when_later_pages_answer_first() -
     assert pages == [1, 2, 3, 4, 5]
 
 
-async def test_a_consumer_that_stops_reading_holds_at_most_window_pages() -> None:
+async def test_a_consumer_that_stops_reading_holds_at_most_window_pages(serve: Serve) -> None:
     async with serve(seed=1, spaces=[5000]) as (server, client):
         token = server.space_tokens[0]
         async with client.iter_pages(token, page_size=100, window=3) as walk:
@@ -142,7 +139,7 @@ async def test_a_consumer_that_stops_reading_holds_at_most_window_pages() -> Non
             assert server.stats.requests == 4  # page 1 and a window of 3, nothing more
 
 
-async def test_max_items_sends_no_request_beyond_what_it_needs() -> None:
+async def test_max_items_sends_no_request_beyond_what_it_needs(serve: Serve) -> None:
     async with serve(seed=1, spaces=[5000]) as (server, client):
         token = server.space_tokens[0]
         walk = client.iter_tasks(token, page_size=100, window=8, max_items=250)
@@ -151,7 +148,7 @@ async def test_max_items_sends_no_request_beyond_what_it_needs() -> None:
     assert sorted(task_requests(server, token)) == [1, 2, 3]
 
 
-async def test_checkpoint_mid_page_resumes_without_loss_or_repeat() -> None:
+async def test_checkpoint_mid_page_resumes_without_loss_or_repeat(serve: Serve) -> None:
     async with serve(seed=9, spaces=[730]) as (server, client):
         token = server.space_tokens[0]
         first: list[str] = []
@@ -173,7 +170,7 @@ async def test_checkpoint_mid_page_resumes_without_loss_or_repeat() -> None:
     assert len(requests) <= 5 + 1
 
 
-async def test_resume_after_creations_hands_out_no_task_twice() -> None:
+async def test_resume_after_creations_hands_out_no_task_twice(serve: Serve) -> None:
     # The first run stops at task 420; 300 tasks are created before the resume.
     async with serve(seed=9, spaces=[1000]) as (server, client):
         token = server.space_tokens[0]
@@ -191,7 +188,7 @@ async def test_resume_after_creations_hands_out_no_task_twice() -> None:
     assert first + rest == before  # the new tasks are newer than the walk: not in it
 
 
-async def test_resume_after_deletions_loses_nothing_alive() -> None:
+async def test_resume_after_deletions_loses_nothing_alive(serve: Serve) -> None:
     async with serve(seed=9, spaces=[1000]) as (server, client):
         token = server.space_tokens[0]
         first: list[str] = []
@@ -212,7 +209,9 @@ async def test_resume_after_deletions_loses_nothing_alive() -> None:
     assert set(alive) <= set(first) | set(rest)
 
 
-async def test_a_checkpoint_after_the_end_says_done_and_resumes_with_no_request() -> None:
+async def test_a_checkpoint_after_the_end_says_done_and_resumes_with_no_request(
+    serve: Serve,
+) -> None:
     async with serve(seed=9, spaces=[250]) as (server, client):
         token = server.space_tokens[0]
         walk = client.iter_tasks(token, page_size=100)
@@ -226,7 +225,7 @@ async def test_a_checkpoint_after_the_end_says_done_and_resumes_with_no_request(
     assert len(ids) == 250
 
 
-async def test_checkpoint_for_another_page_size_or_space_is_refused() -> None:
+async def test_checkpoint_for_another_page_size_or_space_is_refused(serve: Serve) -> None:
     async with serve(seed=9, spaces=[10]) as (server, client):
         token = server.space_tokens[0]
         point = st.Checkpoint(token, 100, rank=5, count=10)
@@ -253,7 +252,7 @@ def test_a_hand_edited_checkpoint_is_refused(edit: dict[str, Any], message: str)
         st.Checkpoint.from_json({**good, **edit})
 
 
-async def test_start_page_resumes_from_that_page() -> None:
+async def test_start_page_resumes_from_that_page(serve: Serve) -> None:
     async with serve(seed=9, spaces=[450]) as (server, client):
         token = server.space_tokens[0]
         ids = await collect(client.iter_tasks(token, page_size=100, start_page=3))
@@ -263,7 +262,7 @@ async def test_start_page_resumes_from_that_page() -> None:
 # -- drift ---------------------------------------------------------------------------------
 
 
-async def test_tasks_created_during_the_walk_cause_no_duplicates_and_no_loss() -> None:
+async def test_tasks_created_during_the_walk_cause_no_duplicates_and_no_loss(serve: Serve) -> None:
     async with serve(seed=11, spaces=[1500]) as (server, client):
         token = server.space_tokens[0]
         before = server.expected_task_ids(token)
@@ -280,7 +279,7 @@ async def test_tasks_created_during_the_walk_cause_no_duplicates_and_no_loss() -
     assert walk.stats.duplicates_dropped > 0
 
 
-async def test_deletions_behind_the_walk_are_recovered_by_rereading() -> None:
+async def test_deletions_behind_the_walk_are_recovered_by_rereading(serve: Serve) -> None:
     async with serve(seed=12, spaces=[1500]) as (server, client):
         token = server.space_tokens[0]
         before = server.expected_task_ids(token)
@@ -300,7 +299,7 @@ async def test_deletions_behind_the_walk_are_recovered_by_rereading() -> None:
     assert walk.stats.rereads > 0
 
 
-async def test_deletions_ahead_of_the_walk_lose_nothing() -> None:
+async def test_deletions_ahead_of_the_walk_lose_nothing(serve: Serve) -> None:
     async with serve(seed=13, spaces=[1500]) as (server, client):
         token = server.space_tokens[0]
         before = server.expected_task_ids(token)
@@ -324,7 +323,7 @@ async def test_deletions_ahead_of_the_walk_lose_nothing() -> None:
     ids=["more-creates", "more-deletes", "creates-only", "deletes-only", "count-unchanged"],
 )
 async def test_creates_and_deletes_on_every_request_lose_nothing_and_repeat_nothing(
-    window: int, seed: int, creates: int, deletes: int
+    window: int, seed: int, creates: int, deletes: int, serve: Serve
 ) -> None:
     # The harshest drift the server can make: every request changes the space, with
     # latency jitter so that concurrent pages are served out of order.
@@ -349,7 +348,7 @@ async def test_creates_and_deletes_on_every_request_lose_nothing_and_repeat_noth
     assert walk.stats.drift_events > 0
 
 
-async def test_count_that_grows_extends_the_walk_past_the_planned_last_page() -> None:
+async def test_count_that_grows_extends_the_walk_past_the_planned_last_page(serve: Serve) -> None:
     async with serve(seed=14, spaces=[300]) as (server, client):
         token = server.space_tokens[0]
 
@@ -365,7 +364,7 @@ async def test_count_that_grows_extends_the_walk_past_the_planned_last_page() ->
     assert max(task_requests(server, token)) >= 4
 
 
-async def test_a_server_that_never_settles_stops_with_a_typed_error() -> None:
+async def test_a_server_that_never_settles_stops_with_a_typed_error(serve: Serve) -> None:
     async with serve(seed=15, spaces=[300]) as (server, client):
         token = server.space_tokens[0]
 
@@ -379,7 +378,7 @@ async def test_a_server_that_never_settles_stops_with_a_typed_error() -> None:
     assert len(task_requests(server, token)) <= 40
 
 
-async def test_a_page_short_of_its_count_is_read_again_and_then_trusted() -> None:
+async def test_a_page_short_of_its_count_is_read_again_and_then_trusted(serve: Serve) -> None:
     async with serve(seed=16, spaces=[250]) as (server, client):
         token = server.space_tokens[0]
         stale = {"armed": True}
@@ -405,6 +404,7 @@ async def test_a_page_short_of_its_count_is_read_again_and_then_trusted() -> Non
 
 async def test_a_page_that_stays_short_of_its_count_is_a_protocol_error(
     monkeypatch: pytest.MonkeyPatch,
+    serve: Serve,
 ) -> None:
     import spacetasks_async._errors as errors
 
@@ -423,6 +423,7 @@ async def test_a_page_that_stays_short_of_its_count_is_a_protocol_error(
 
 async def test_answers_without_count_are_a_protocol_error(
     monkeypatch: pytest.MonkeyPatch,
+    serve: Serve,
 ) -> None:
     import spacetasks_async._errors as errors
 
@@ -441,6 +442,7 @@ async def test_answers_without_count_are_a_protocol_error(
 
 async def test_a_page_cut_short_in_the_middle_is_read_again(
     monkeypatch: pytest.MonkeyPatch,
+    serve: Serve,
 ) -> None:
     import spacetasks_async._errors as errors
 
@@ -463,7 +465,7 @@ async def test_a_page_cut_short_in_the_middle_is_read_again(
     assert task_requests(server, token).count(3) == 2
 
 
-async def test_page_walk_checkpoint_after_a_page_resumes_at_the_next_one() -> None:
+async def test_page_walk_checkpoint_after_a_page_resumes_at_the_next_one(serve: Serve) -> None:
     async with serve(seed=18, spaces=[500]) as (server, client):
         token = server.space_tokens[0]
         async with client.iter_pages(token, page_size=100) as walk:
@@ -514,7 +516,9 @@ async def asyncio_debug() -> None:
 
 
 @pytest.mark.usefixtures("asyncio_debug")
-async def test_breaking_out_of_async_for_cancels_prefetch_and_leaves_nothing_running() -> None:
+async def test_breaking_out_of_async_for_cancels_prefetch_and_leaves_nothing_running(
+    serve: Serve,
+) -> None:
     async with serve(seed=1, spaces=[5000]) as (server, client):
         in_flight, _release = await _hold_pages(server)
         walk = client.iter_tasks(server.space_tokens[0], page_size=100, window=4)
@@ -527,7 +531,7 @@ async def test_breaking_out_of_async_for_cancels_prefetch_and_leaves_nothing_run
 
 
 @pytest.mark.usefixtures("asyncio_debug")
-async def test_dropping_an_unclosed_walk_cancels_its_prefetch() -> None:
+async def test_dropping_an_unclosed_walk_cancels_its_prefetch(serve: Serve) -> None:
     async with serve(seed=1, spaces=[5000]) as (server, client):
         in_flight, _release = await _hold_pages(server)
 
@@ -548,7 +552,7 @@ async def test_dropping_an_unclosed_walk_cancels_its_prefetch() -> None:
 
 
 @pytest.mark.usefixtures("asyncio_debug")
-async def test_cancelling_the_consumer_cancels_every_request_in_flight() -> None:
+async def test_cancelling_the_consumer_cancels_every_request_in_flight(serve: Serve) -> None:
     async with serve(seed=1, spaces=[5000]) as (server, client):
         in_flight, _release = await _hold_pages(server)
         consumer = asyncio.create_task(
@@ -563,7 +567,7 @@ async def test_cancelling_the_consumer_cancels_every_request_in_flight() -> None
 
 
 @pytest.mark.usefixtures("asyncio_debug")
-async def test_an_exception_in_the_consumer_leaves_nothing_running() -> None:
+async def test_an_exception_in_the_consumer_leaves_nothing_running(serve: Serve) -> None:
     async with serve(seed=1, spaces=[5000]) as (server, client):
         in_flight, _release = await _hold_pages(server)
         with pytest.raises(RuntimeError, match="consumer broke"):
@@ -574,7 +578,7 @@ async def test_an_exception_in_the_consumer_leaves_nothing_running() -> None:
         assert _our_tasks() == set()
 
 
-async def test_errors_name_the_space_and_page_and_keep_what_was_yielded() -> None:
+async def test_errors_name_the_space_and_page_and_keep_what_was_yielded(serve: Serve) -> None:
     async with serve(seed=1, spaces=[500]) as (server, client):
         token = server.space_tokens[0]
         from spacetasks_async.testing import FaultKind
@@ -589,7 +593,7 @@ async def test_errors_name_the_space_and_page_and_keep_what_was_yielded() -> Non
     assert got == server.expected_task_ids(token)[:200]
 
 
-async def test_invalid_space_token_fails_on_the_first_page() -> None:
+async def test_invalid_space_token_fails_on_the_first_page(serve: Serve) -> None:
     async with serve(seed=1, spaces=[5]) as (_server, client):
         with pytest.raises(st.InvalidSpaceTokenError):
             await collect(client.iter_tasks("NOSUCHTOKEN0000000000000"))

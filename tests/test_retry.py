@@ -7,7 +7,7 @@ import collections
 import email.utils
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -18,7 +18,10 @@ from test_client import BASE, KEY, TASKS_URL, TOKEN, ok_body
 import spacetasks_async as st
 from spacetasks_async import Client, FairLimiter, RetryPolicy
 from spacetasks_async._retry import _TokenBucket
-from spacetasks_async.testing import DriftPlan, FaultKind, FaultPlan, UnpodServer
+from spacetasks_async.testing import DriftPlan, FaultKind, FaultPlan
+
+if TYPE_CHECKING:
+    from conftest import Serve  # tests/ is on sys.path
 
 
 class Sleeps:
@@ -196,16 +199,14 @@ async def test_retry_after_beyond_the_ceiling_raises_instead_of_sleeping(
     assert calls(mocked) == 1
 
 
-async def test_retry_after_is_honoured_by_real_waits_against_the_server() -> None:
-    async with UnpodServer(seed=1, spaces=[10], retry_after=1) as server:
+async def test_retry_after_is_honoured_by_real_waits_against_the_server(serve: Serve) -> None:
+    waits: list[float] = []
+    retries = {"retry": RetryPolicy(), "on_retry": lambda e: waits.append(e.wait)}
+    async with serve(seed=1, spaces=[10], retry_after=1, client=retries) as (server, client):
         server.fail_next(FaultKind.HTTP_429, count=1)
-        waits: list[float] = []
-        async with Client(
-            server.api_key, base_url=server.base_url, on_retry=lambda e: waits.append(e.wait)
-        ) as client:
-            start = time.monotonic()
-            await client.get_page(server.space_tokens[0])
-            elapsed = time.monotonic() - start
+        start = time.monotonic()
+        await client.get_page(server.space_tokens[0])
+        elapsed = time.monotonic() - start
     assert waits == [1.0]
     assert elapsed >= 1.0  # it really waited (a lower bound only: no timing luck needed)
 
@@ -275,22 +276,15 @@ def test_limiter_halves_on_throttle_and_regrows_gradually() -> None:
     assert limiter.limit == 16
 
 
-async def test_429s_slow_the_whole_client_down() -> None:
+async def test_429s_slow_the_whole_client_down(serve: Serve) -> None:
     plan = FaultPlan({FaultKind.HTTP_429_BARE: 0.3}, seed=3, max_faults_per_page=2)
-    async with UnpodServer(seed=2, spaces=[3000], fault_plan=plan, latency=0.002) as server:
-        sleeps = Sleeps()
-        client = Client(
-            server.api_key,
-            base_url=server.base_url,
-            max_in_flight=16,
-            retry=RetryPolicy(max_attempts=5),
-            sleep=sleeps,
-        )
+    options = {"max_in_flight": 16, "retry": RetryPolicy(max_attempts=5), "sleep": Sleeps()}
+    config = {"seed": 2, "spaces": [3000], "fault_plan": plan, "latency": 0.002}
+    async with serve(**config, client=options) as (server, client):
         limits: list[float] = []
-        async with client:
-            walk = client.iter_tasks(server.space_tokens[0], page_size=50, window=16)
-            async for _ in walk:
-                limits.append(client._control.concurrency.limit)
+        walk = client.iter_tasks(server.space_tokens[0], page_size=50, window=16)
+        async for _ in walk:
+            limits.append(client._control.concurrency.limit)
         ids_ok = walk.stats.tasks_yielded == 3000
     assert ids_ok
     assert min(limits) < 16  # the 429s cut the ceiling for every request of the client
@@ -300,18 +294,12 @@ async def test_429s_slow_the_whole_client_down() -> None:
 # -- timeouts ------------------------------------------------------------------------------
 
 
-async def test_a_slow_answer_times_out_and_is_retried() -> None:
-    async with UnpodServer(seed=1, spaces=[10], slow_seconds=30) as server:
+async def test_a_slow_answer_times_out_and_is_retried(serve: Serve) -> None:
+    events: list[st.RetryEvent] = []
+    options = {"timeout": 0.3, "retry": RetryPolicy(initial_wait=0.01), "on_retry": events.append}
+    async with serve(seed=1, spaces=[10], slow_seconds=30, client=options) as (server, client):
         server.fail_next(FaultKind.SLOW, count=1)
-        events: list[st.RetryEvent] = []
-        async with Client(
-            server.api_key,
-            base_url=server.base_url,
-            timeout=0.3,
-            retry=RetryPolicy(initial_wait=0.01),
-            on_retry=events.append,
-        ) as client:
-            page = await client.get_page(server.space_tokens[0])
+        page = await client.get_page(server.space_tokens[0])
     assert len(page.tasks) == 10
     assert [type(e.error) for e in events] == [st.RequestTimeoutError]
 
@@ -384,12 +372,12 @@ async def harvest_all(client: Client, tokens: list[str]) -> tuple[dict[str, list
 
 async def test_20_spaces_of_2000_tasks_with_a_fifth_of_requests_failing_lose_nothing(
     debug_logs: pytest.LogCaptureFixture,
+    serve: Serve,
 ) -> None:
     plan = FaultPlan.uniform(0.2, seed=7)
     config = {"seed": 31, "spaces": [2000] * 20, "fault_plan": plan, "retry_after": 0}
-    async with UnpodServer(**config) as server:
-        async with Client(server.api_key, base_url=server.base_url, retry=FAST_RETRY) as client:
-            got, harvest = await harvest_all(client, server.space_tokens)
+    async with serve(**config, client={"retry": FAST_RETRY}) as (server, client):
+        got, harvest = await harvest_all(client, server.space_tokens)
         assert harvest.failures == []
         for token in server.space_tokens:
             assert got[token] == server.expected_task_ids(token)
@@ -403,14 +391,14 @@ async def test_20_spaces_of_2000_tasks_with_a_fifth_of_requests_failing_lose_not
         assert "user_token" not in record.getMessage()
 
 
-async def test_faults_and_drift_together_lose_nothing_and_repeat_nothing() -> None:
+async def test_faults_and_drift_together_lose_nothing_and_repeat_nothing(serve: Serve) -> None:
     plan = FaultPlan.uniform(0.15, seed=8)
     drift = DriftPlan(create_per_request=2, delete_per_request=1, seed=4, start_after=1)
-    async with UnpodServer(seed=32, spaces=[1500] * 4, fault_plan=plan, retry_after=0) as server:
+    config = {"seed": 32, "spaces": [1500] * 4, "fault_plan": plan, "retry_after": 0}
+    async with serve(**config, client={"retry": FAST_RETRY}) as (server, client):
         before = {t: server.expected_task_ids(t) for t in server.space_tokens}
         server.set_drift_plan(drift)
-        async with Client(server.api_key, base_url=server.base_url, retry=FAST_RETRY) as client:
-            got, harvest = await harvest_all(client, server.space_tokens)
+        got, harvest = await harvest_all(client, server.space_tokens)
         server.set_drift_plan(None)
         assert harvest.failures == []
         for token in server.space_tokens:
@@ -420,12 +408,13 @@ async def test_faults_and_drift_together_lose_nothing_and_repeat_nothing() -> No
             assert not set(stable) - set(got[token]), "a task was lost"
 
 
-async def test_a_space_that_keeps_failing_is_named_with_its_page_and_others_complete() -> None:
-    async with UnpodServer(seed=33, spaces=[500, 500, 500]) as server:
+async def test_a_space_that_keeps_failing_is_named_with_its_page_and_others_complete(
+    serve: Serve,
+) -> None:
+    async with serve(seed=33, spaces=[500] * 3, client={"retry": FAST_RETRY}) as (server, client):
         broken = server.space_tokens[1]
         server.fail_next(FaultKind.HTTP_500_HTML, count=100, token=broken, page=3)
-        async with Client(server.api_key, base_url=server.base_url, retry=FAST_RETRY) as client:
-            got, harvest = await harvest_all(client, server.space_tokens)
+        got, harvest = await harvest_all(client, server.space_tokens)
         [failure] = harvest.failures
         assert failure.space_token == broken
         assert isinstance(failure.error, st.ServerError)
@@ -436,16 +425,16 @@ async def test_a_space_that_keeps_failing_is_named_with_its_page_and_others_comp
             assert got[token] == server.expected_task_ids(token)
 
 
-async def test_dropped_connections_and_truncated_bodies_are_retried_over_the_wire() -> None:
-    async with UnpodServer(seed=34, spaces=[300]) as server:
+async def test_dropped_connections_and_truncated_bodies_are_retried_over_the_wire(
+    serve: Serve,
+) -> None:
+    events: list[st.RetryEvent] = []
+    options = {"retry": FAST_RETRY, "on_retry": events.append}
+    async with serve(seed=34, spaces=[300], client=options) as (server, client):
         token = server.space_tokens[0]
         server.fail_next(FaultKind.DROP_MID_BODY, count=1, page=2)
         server.fail_next(FaultKind.TRUNCATED_JSON, count=1, page=3)
-        events: list[st.RetryEvent] = []
-        async with Client(
-            server.api_key, base_url=server.base_url, retry=FAST_RETRY, on_retry=events.append
-        ) as client:
-            ids = [t.task_id async for t in client.iter_tasks(token)]
+        ids = [t.task_id async for t in client.iter_tasks(token)]
     assert ids == server.expected_task_ids(token)
     assert sorted(type(e.error).__name__ for e in events) == ["ProtocolError", "TransportError"]
 

@@ -28,11 +28,8 @@ from spacetasks_async.testing import (
 SIZES = [120, 0, 7, 300]
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$")
 
-
-@pytest.fixture
-async def server() -> AsyncIterator[UnpodServer]:
-    async with UnpodServer(seed=1, spaces=SIZES) as srv:
-        yield srv
+# What the shared `server` fixture (conftest.py) serves to the tests that take it.
+pytestmark = pytest.mark.served(seed=1, spaces=SIZES)
 
 
 @pytest.fixture

@@ -208,7 +208,7 @@ def cmd_harvest(args: argparse.Namespace) -> int:
         return outcome_code(outcome, interrupt)
 
     retries = RetryCount()
-    return run_command(command)
+    return run_command(command, ui.console)
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
@@ -252,7 +252,7 @@ def cmd_spaces(args: argparse.Namespace) -> int:
         Console(highlight=False).print(table)
         return EXIT_OK
 
-    return run_command(command)
+    return run_command(command, ui.console)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import attrs
 from rich.console import Console
+from rich.live import Live
 from rich.text import Text
 
 from .._errors import (
@@ -62,6 +63,48 @@ PARQUET_CHECKPOINT_INTERVAL: Final = 10.0
 
 
 # -- console, errors, logging ----------------------------------------------------------
+
+
+class CommandConsole(Console):
+    """The command's console: it knows the live displays it shows (progress, spinners), so
+    that any way out of the command can stop them (see :func:`restore_terminal`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """As :class:`rich.console.Console`."""
+        super().__init__(*args, **kwargs)
+        self.lives: list[Live] = []
+        """Live displays started and not stopped yet, oldest first."""
+
+    def set_live(self, live: Live) -> bool:
+        """Rich's hook when a live display starts: remembered until it stops."""
+        started = super().set_live(live)
+        self.lives.append(live)
+        return started
+
+    def clear_live(self) -> None:
+        """Rich's hook when a live display stops."""
+        super().clear_live()
+        if self.lives:
+            self.lives.pop()
+
+
+def restore_terminal(console: Console) -> None:
+    """Stop the live displays still shown on ``console`` and show the cursor again.
+
+    A live display or a spinner hides the cursor until it stops; a command that leaves any
+    other way (a second Ctrl-C, an interrupt where no handler was installed, a forgotten
+    display) would leave the user's shell without one. Stopping erases a transient display
+    as it would on its own way out. Off a terminal nothing is written.
+
+    Args:
+        console: where the displays draw (a :class:`CommandConsole` knows them; any other
+            console only gets its cursor shown).
+    """
+    lives = list(console.lives) if isinstance(console, CommandConsole) else []
+    with contextlib.suppress(OSError):  # a terminal gone already: nothing to give back
+        for live in reversed(lives):
+            live.stop()
+        console.show_cursor(True)
 
 
 @attrs.define
@@ -137,7 +180,7 @@ def make_ui(args: argparse.Namespace) -> Ui:
     Args:
         args: the parsed options of any subcommand.
     """
-    console = Console(stderr=True, highlight=False)
+    console = CommandConsole(stderr=True, highlight=False)
     ui = Ui(
         console,
         quiet=bool(getattr(args, "quiet", False)),
@@ -238,15 +281,19 @@ class Interrupt:
     signum: int | None = None
 
 
-def run_command(make: Callable[[Interrupt], Coroutine[Any, Any, int]]) -> int:
+def run_command(
+    make: Callable[[Interrupt], Coroutine[Any, Any, int]], console: Console | None = None
+) -> int:
     """Run a command's coroutine; Ctrl-C and SIGTERM cancel it so it can clean up.
 
     The command gets the cancellation at its current ``await``, finishes its cleanup (the
     output flushed, the checkpoint written) and the exit code is 128 + the signal. A second
     Ctrl-C while it cleans up leaves at once: the checkpoint on disk is consistent anyway.
+    Whichever way it leaves, the terminal gets its cursor back (:func:`restore_terminal`).
 
     Args:
         make: builds the command's coroutine from the :class:`Interrupt` it may consult.
+        console: where the command shows live displays, if anywhere.
     """
     interrupt = Interrupt()
 
@@ -255,10 +302,18 @@ def run_command(make: Callable[[Interrupt], Coroutine[Any, Any, int]]) -> int:
         work = asyncio.create_task(make(interrupt))
 
         def on_signal(signum: signal.Signals) -> None:
-            if interrupt.signum is not None:
+            if interrupt.signum is None:
+                interrupt.signum = signum
+                work.cancel()
+                return
+            # Asked twice: leave now, even before the cancellation reached the command
+            # (both signals can arrive in one turn of the loop). The command's cleanup will
+            # not run, so stop its live display here: it hid the cursor.
+            try:
+                if console is not None:
+                    restore_terminal(console)
+            finally:
                 os._exit(128 + signum)
-            interrupt.signum = signum
-            work.cancel()
 
         installed: list[signal.Signals] = []
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -281,6 +336,9 @@ def run_command(make: Callable[[Interrupt], Coroutine[Any, Any, int]]) -> int:
         return asyncio.run(runner())
     except KeyboardInterrupt:  # a Ctrl-C before the loop took over the signal
         return EXIT_INTERRUPTED
+    finally:
+        if console is not None:
+            restore_terminal(console)
 
 
 class UnreachableError(Exception):

@@ -199,4 +199,4 @@ def cmd_demo(args: argparse.Namespace) -> int:
             )
         return code
 
-    return run_command(command)
+    return run_command(command, ui.console)

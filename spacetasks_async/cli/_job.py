@@ -33,7 +33,7 @@ from .._errors import (
 from .._formats import Compression, OutputChangedError, OutputError, OutputFormat, Sink, open_sink
 from .._harvest import Harvest, SpaceFailure
 from .._output import CheckpointError, CheckpointFile, RunLock, SpaceProgress
-from .._progress import Display, RetryCount, Tracker, fmt_seconds
+from .._progress import Display, RetryCount, Tracker, clean_text, fit, fmt_seconds
 from ._common import EXIT_OK, EXIT_PARTIAL, Interrupt, Ui, UnreachableError, UsageError
 from ._display import FirstAnswerDisplay
 
@@ -125,22 +125,30 @@ def read_tokens(path: Path) -> list[str]:
 
 async def _resolve_tokens(
     client: Client, job: HarvestJob, cp: CheckpointFile | None, ui: Ui
-) -> list[str]:
+) -> tuple[list[str], dict[str, str]]:
+    """The run's spaces, in order, and the names of those the spaces list named."""
     tokens = list(job.tokens)
+    names: dict[str, str] = {}
     if job.all_spaces:
         if cp is not None:
             # A resumed --all-spaces run keeps the spaces it planned, even ones gone since
             # (they fail and are reported), and adds the new ones at the end.
             tokens += list(cp.spaces)
         async with ui.phase(f"listing the spaces of {client.org_handle} at {client.base_url}"):
-            tokens += [space.token async for space in client.iter_spaces() if space.token]
+            async for space in client.iter_spaces():
+                if space.token:
+                    tokens.append(space.token)
+                    if space.name:
+                        # Shown by the progress and the summary: server text, so cleaned
+                        # and scrubbed of the key like any other (the client's own scrubber).
+                        names[space.token] = client._scrub(clean_text(space.name))
     elif not tokens and cp is not None:
         tokens = list(cp.spaces)  # a resume may leave the spaces out: the checkpoint has them
     if not tokens and not job.all_spaces:
         raise UsageError(
             "no spaces: give SPACE_TOKEN arguments, --tokens-file FILE or --all-spaces"
         )
-    return list(dict.fromkeys(tokens))
+    return list(dict.fromkeys(tokens)), names
 
 
 async def _tick(display: Display) -> None:
@@ -296,14 +304,14 @@ async def _run_locked(
         await check_reachable(
             client.base_url, min(FIRST_CONTACT_TIMEOUT, client.timeout.total or 60)
         )
-    tokens = await _resolve_tokens(client, job, cp, ui)
+    tokens, names = await _resolve_tokens(client, job, cp, ui)
     progress: dict[str, SpaceProgress] = cp.spaces if cp is not None else {}
     for token in tokens:
         progress.setdefault(token, SpaceProgress())
     skipped = {t for t in tokens if progress[t].done}
     todo = [t for t in tokens if t not in skipped]
     prior = {t: progress[t].tasks for t in tokens}
-    tracker = Tracker(tokens, prior, skipped, retries)
+    tracker = Tracker(tokens, prior, skipped, retries, names)
     output_name = str(job.output) if job.output is not None else "standard output"
     outcome = Outcome(tracker, output_name, job.checkpoint)
     if resumed:
@@ -364,11 +372,11 @@ async def _run_locked(
         ui,
         f"waiting for the first answers from {client.base_url}",
     )
-    display.start()
-    ticker = asyncio.create_task(_tick(display))
+    ticker: asyncio.Task[None] | None = None
 
     async def wind_down(*, failing: bool) -> None:
-        ticker.cancel()
+        if ticker is not None:
+            ticker.cancel()
         display.stop()
         tracker.finish()
         try:
@@ -386,6 +394,10 @@ async def _run_locked(
                 await harvest.aclose()
 
     try:
+        # Started inside: whatever fails from here on stops the display (it hides the
+        # cursor) and closes the output and the harvest.
+        display.start()
+        ticker = asyncio.create_task(_tick(display))
         await _consume(harvest, sink, cp, progress, tracker, job)
     except asyncio.CancelledError:
         if interrupt.signum is None:
@@ -484,6 +496,12 @@ async def _consume(
 # -- the summary -----------------------------------------------------------------------
 
 
+def _commas(*items: str) -> list[str]:
+    """The items that are not empty, as parts of one line (see ``fit``), comma-separated."""
+    kept = [item for item in items if item]
+    return [f"{item}," for item in kept[:-1]] + kept[-1:]
+
+
 def print_summary(ui: Ui, outcome: Outcome) -> None:
     """The figures of the run, then the failed spaces (these even with ``--quiet``).
 
@@ -501,34 +519,40 @@ def print_summary(ui: Ui, outcome: Outcome) -> None:
         dropped = sum(s.duplicates_dropped for s in stats)
         drift = sum(s.drift_events for s in stats)
         done = len(t.done_tokens())
-        rows: list[tuple[str, str]] = []
-        spaces = f"{done} of {len(t.tokens)} done"
-        if failed:
-            spaces += f", {len(failed)} failed"
+        # Each value in parts that fit() keeps whole: on a narrow terminal a row goes on
+        # under its value, never cut inside a figure.
+        rows: list[tuple[str, list[str]]] = []
+        n_failed = f"{len(failed):,} failed" if failed else ""
+        spaces = _commas(f"{done:,} of {len(t.tokens):,} done", n_failed)
         if t.skipped:
-            spaces += f" ({len(t.skipped)} done by an earlier run)"
+            spaces.append(f"({len(t.skipped):,} done by an earlier run)")
         rows.append(("spaces", spaces))
         total = sum(t.written.values())
-        tasks = f"{t.new_tasks:,} written"
+        tasks = [f"{t.new_tasks:,} written"]
         if total != t.new_tasks:
-            tasks += f" ({total:,} in {outcome.output_name} with earlier runs)"
+            tasks.append(f"({total:,} with earlier runs)")
         rows.append(("tasks", tasks))
-        rows.append(("pages", f"{pages:,} fetched" + (f", {rereads:,} re-read" if rereads else "")))
-        rows.append(("duplicates dropped", f"{dropped:,}"))
-        rows.append(("drift events", f"{drift:,}"))
-        rows.append(("retries", f"{t.retries:,}"))
-        rows.append(("elapsed", f"{fmt_seconds(t.elapsed)} ({t.average_rate:,.0f} tasks/s)"))
+        reread = f"{rereads:,} re-read" if rereads else ""
+        rows.append(("pages", _commas(f"{pages:,} fetched", reread)))
+        rows.append(("duplicates dropped", [f"{dropped:,}"]))
+        rows.append(("drift events", [f"{drift:,}"]))
+        rows.append(("retries", [f"{t.retries:,}"]))
+        rows.append(("elapsed", [fmt_seconds(t.elapsed), f"({t.average_rate:,.0f} tasks/s)"]))
         ui.console.print()
+        indent = " " * 20
         for key, value in rows:
-            ui.console.print(
-                Text.assemble((f"{key:<20}", "bold"), value), highlight=False, soft_wrap=True
-            )
+            head = Text(f"{key:<19}", style="bold")  # and the separator: values at column 20
+            ui.console.print(fit([head, *value], ui.console.width, indent=indent), highlight=False)
     if failed:
         ui.console.print(Text(f"failed spaces ({len(failed)}):", style="bold red"), highlight=False)
         for token, reason in failed:
-            ui.console.print(f"  {token}: {reason}", markup=False, highlight=False, soft_wrap=True)
+            # Word by word: a long reason goes on under itself instead of past the width.
+            who = t.label_with_token(token)
+            line = fit([f"  {who}:", *reason.split()], ui.console.width, indent="    ")
+            ui.console.print(line, highlight=False)
     if outcome.hint:
-        ui.console.print(f"hint: {outcome.hint}", markup=False, highlight=False, soft_wrap=True)
+        hint = fit(["hint:", *outcome.hint.split()], ui.console.width, indent="  ")
+        ui.console.print(hint, highlight=False)
 
 
 def print_final_line(ui: Ui, outcome: Outcome, *, resumable: bool = True) -> None:
@@ -546,11 +570,12 @@ def print_final_line(ui: Ui, outcome: Outcome, *, resumable: bool = True) -> Non
         if outcome.checkpoint is not None:
             ui.info(
                 f"interrupted after {t.new_tasks:,} tasks; {where} and the checkpoint "
-                f"{outcome.checkpoint} are consistent: run the same command to resume"
+                f"{outcome.checkpoint} are consistent: run the same command to resume",
+                wrap=True,
             )
         else:
             hint = " (use --checkpoint FILE to be able to resume)" if resumable else ""
-            ui.info(f"interrupted: {where} holds {t.new_tasks:,} tasks, not all{hint}")
+            ui.info(f"interrupted: {where} holds {t.new_tasks:,} tasks, not all{hint}", wrap=True)
         return
     if outcome.nothing_to_do and not t.tokens:
         ui.info("nothing to do: the organization has no spaces")
@@ -558,18 +583,26 @@ def print_final_line(ui: Ui, outcome: Outcome, *, resumable: bool = True) -> Non
     if outcome.nothing_to_do:
         ui.info(
             f"nothing to do: every space is already in {where} according to "
-            f"{outcome.checkpoint} (delete it to harvest again)"
+            f"{outcome.checkpoint} (delete it to harvest again)",
+            wrap=True,
         )
         return
-    of = f"{done} of {len(t.tokens)}" if done != len(t.tokens) else f"{done}"
-    line = Text.assemble(
-        "wrote ",
-        (f"{t.new_tasks:,} tasks", "bold green" if not outcome.failed else "bold yellow"),
-        f" from {of} spaces to {where} in {fmt_seconds(t.elapsed)} ({t.average_rate:,.0f} tasks/s)",
-    )
+    of = f"{done:,} of {len(t.tokens):,}" if done != len(t.tokens) else f"{done:,}"
+    figures = f"in {fmt_seconds(t.elapsed)} ({t.average_rate:,.0f} tasks/s)"
+    parts: list[str | Text] = [
+        Text.assemble(
+            "wrote ",
+            (f"{t.new_tasks:,} tasks", "bold green" if not outcome.failed else "bold yellow"),
+            f" from {of} spaces",
+        ),
+        f"to {where}",
+        figures + (";" if outcome.failed else ""),
+    ]
     if outcome.failed:
-        line.append(f"; {len(outcome.failed)} failed (exit {EXIT_PARTIAL})", style="bold red")
-    ui.info(line)
+        parts.append(Text(f"{len(outcome.failed)} failed (exit {EXIT_PARTIAL})", style="bold red"))
+    # Broken between its parts where the terminal would cut it: the path and each figure
+    # stay whole.
+    ui.info(fit(parts, ui.console.width, indent="  "))
 
 
 def outcome_code(outcome: Outcome, interrupt: Interrupt) -> int:

@@ -150,7 +150,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             return EXIT_PARTIAL
         return EXIT_OK
 
-    return run_command(command)
+    return run_command(command, ui.console)
 
 
 async def _write(sync: Any, sink: Sink) -> None:

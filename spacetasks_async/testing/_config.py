@@ -203,6 +203,9 @@ class ServerConfig:
     """Like the real server, let a ``space_id`` query parameter pick another space."""
     fault_plan: FaultPlan | None = None
     drift_plan: DriftPlan | None = None
+    space_names: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    """Names of the first accessible spaces, in order, instead of generated ones (e.g. names
+    a client must show safely: markup, control characters, very long)."""
 
     @property
     def space_sizes(self) -> tuple[int, ...]:

@@ -176,6 +176,8 @@ class UnpodServer:
         self._api_key = cfg.resolved_api_key
         infos = generate_spaces(cfg.seed, cfg.space_sizes, extra=cfg.no_access_spaces)
         n_ok = len(cfg.space_sizes)
+        names = cfg.space_names[:n_ok]
+        infos[: len(names)] = [attrs.evolve(i, name=n) for i, n in zip(infos, names, strict=False)]
         self._data: dict[str, SpaceData] = {
             info.token: SpaceData(info, _ORG_ID) for info in infos[:n_ok]
         }
