@@ -353,6 +353,8 @@ class _Kind:
     type: Any = None
     # A model's decoder of the JSON text of one object (a page's item, see RawJSON).
     from_json: Callable[[RawJSON], Any] | None = None
+    # Whether the model's decoders keep it unread until first read (see _deferring).
+    deferred: bool = False
 
 
 _ANY: Final = _Kind("any")
@@ -1167,7 +1169,8 @@ def _structure_model_factory(cls: type, conv: cattrs.Converter, lazy: bool) -> _
             path = "$" + exc.path
             raise DecodeError(exc.reason, path=path, task_id=task_id, subject=subject) from None
 
-    return _Hook(_Kind("model", of=cls, raw=raw, from_json=from_json), structure)
+    kind = _Kind("model", of=cls, raw=raw, from_json=from_json, deferred=twin is not None)
+    return _Hook(kind, structure)
 
 
 def _unstructure_model_factory(cls: type, conv: cattrs.Converter) -> Callable[[Any], Any]:
@@ -1421,6 +1424,16 @@ def make_converter(*, lazy: bool = True) -> OrjsonConverter:
     conv.register_unstructure_hook_factory(_is_wire_model, _unstructure_model_factory)
     conv.register_unstructure_hook(Timestamp, _encode_time)
     return conv
+
+
+def defers_tasks(conv: cattrs.Converter) -> bool:
+    """Whether ``conv`` keeps a task unread until first read (a lazy :func:`make_converter`).
+
+    Such a converter is fastest given a page's items as JSON text (it parses only their
+    ``task_id``); any other is given them parsed.
+    """
+    kind = _model_hook_of(conv, Task)
+    return kind is not None and kind.deferred
 
 
 def derived_from_package(conv: cattrs.Converter) -> bool:

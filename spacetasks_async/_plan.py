@@ -434,7 +434,11 @@ class WalkPlan:
         # _proven[i]: the seam chain[i] | chain[i+1] is proven (True), in doubt and to be
         # verified (False), or waiting for a read of the front to show no deletion (None).
         self._proven: list[bool | None] = []
-        self._doubt: set[int] = set()  # the seams whose state is not True (kept small)
+        self._doubt: set[int] = set()  # the seams whose state is not True
+        # Counted apart, so that each answer costs no pass over _doubt (which holds up to
+        # a bracket period of seams: 10,000 with pages of 1).
+        self._refuted: set[int] = set()  # the seams of _doubt in state False
+        self._awaiting_front = 0  # the seams of _doubt in state None
         self._forgotten = 0  # chain entries before this index have been forgotten
         self._in_verification: set[int] = set()  # seams a verification read covers
         # Tasks recovered by verification reads (a later, overlapping verification must
@@ -1006,7 +1010,7 @@ class WalkPlan:
                 if self._width < self.window and self._calm >= 2:
                     self._width, self._calm = min(self.window, 2 * self._width), 0
         at_end = self._end is not None and self._evaluated >= self._end and self._ready(self._end)
-        pending = sum(1 for i in self._doubt if self._proven[i] is None)
+        pending = self._awaiting_front
         if pending and self._front_key is None and (at_end or pending >= self._bracket_period()):
             self._read_front()
         self._group(closed=at_end)
@@ -1056,11 +1060,19 @@ class WalkPlan:
         if i == len(self._proven):
             self._proven.append(state)
         else:
+            if i in self._doubt and self._proven[i] is None:
+                self._awaiting_front -= 1
             self._proven[i] = state
         if state is True:
             self._doubt.discard(i)
         else:
             self._doubt.add(i)
+        if state is None:
+            self._awaiting_front += 1
+        if state is False:
+            self._refuted.add(i)
+        else:
+            self._refuted.discard(i)
 
     def _stops(self, answer: _Answer) -> bool:
         return bool(self._stop_at) and not self._stop_at.isdisjoint(answer.ids)
@@ -1120,9 +1132,7 @@ class WalkPlan:
         seams between them: re-covering those costs no request)."""
         limit = self._group_limit()
         n = len(self._proven)
-        starts = sorted(
-            i for i in self._doubt if self._proven[i] is False and i not in self._in_verification
-        )
+        starts = sorted(i for i in self._refuted if i not in self._in_verification)
         i = starts[0] if starts else n
         while i < n:
             if self._proven[i] is not False or i in self._in_verification:

@@ -1275,3 +1275,54 @@ def test_jsonl_lines_are_the_head_then_the_task_as_a_merged_dict_would_write_the
         orjson.dumps({"space_token": "S", **t}, option=orjson.OPT_APPEND_NEWLINE) for t in tasks
     )
     assert stream.getvalue() == expected
+
+
+def test_jsonl_writes_a_task_given_as_json_text_as_it_is() -> None:
+    # Text that can follow the head is written byte for byte (spacing and escapes kept);
+    # text holding a key of the head, spanning lines, or an empty object is parsed and
+    # written as its object would be.
+    texts = [
+        b'{ "task_id" : "T1", "name": "Jos\\u00e9" }',
+        b'{"task_id":"T2","space_token":"FROM-THE-SERVER"}',
+        b'{"task_id":"T3",\n"status":"pending"}',
+        b"{}",
+        b'{"task_id":"T4"}',
+    ]
+    stream = io.BytesIO()
+    with open_sink(STDOUT, stdout=stream) as sink:
+        sink.write("S", texts)
+    lines = stream.getvalue().split(b"\n")
+    assert lines[0] == b'{"space_token":"S", "task_id" : "T1", "name": "Jos\\u00e9" }'
+    assert lines[-1] == b""
+    assert [orjson.loads(line) for line in lines[:-1]] == [
+        {"space_token": "S", **orjson.loads(t)} for t in texts
+    ]
+    assert lines[2] == b'{"space_token":"S","task_id":"T3","status":"pending"}'
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_typed_formats_take_json_text_like_the_object(tmp_path: Path, suffix: str) -> None:
+    tasks = task_pool(6)
+    texts = [orjson.dumps(t) for t in tasks]
+    rows = []
+    for name, batch in (("objects", tasks), ("texts", texts)):
+        out = tmp_path / f"{name}.{suffix}"
+        with open_sink(out) as sink:
+            sink.write("S", batch)
+            sink.commit()
+        if suffix == "csv":
+            rows.append(out.read_bytes())
+        else:
+            rows.append(ds.dataset(out, format="parquet").to_table().to_pylist())
+    assert rows[0] == rows[1]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [(b"[1]", "not an object"), (b'{"a":', "not valid JSON"), (b"{}{", "not valid JSON")],
+)
+def test_json_text_that_is_not_an_object_is_refused_by_typed_formats(
+    tmp_path: Path, text: bytes, message: str
+) -> None:
+    with open_sink(tmp_path / "out.csv") as sink, pytest.raises(InvalidArgumentError, match=message):
+        sink.write("S", [text])
