@@ -770,7 +770,7 @@ def report(
         "`--decode`). The lazy decode is what the walk does to every page with the package's",
         "converter: msgspec reads the envelope and splits `data` into each task's JSON text,",
         "and each task's `task_id` is parsed (the rest when the task is first read); \"task",
-        "read\" then reads `status` of every task (each parsed and decoded, `output` kept as",
+        'read" then reads `status` of every task (each parsed and decoded, `output` kept as',
         'sent) and "all read" reads `output` too (everything decoded, as the full decode).',
         "",
     ]

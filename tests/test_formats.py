@@ -1324,5 +1324,6 @@ def test_typed_formats_take_json_text_like_the_object(tmp_path: Path, suffix: st
 def test_json_text_that_is_not_an_object_is_refused_by_typed_formats(
     tmp_path: Path, text: bytes, message: str
 ) -> None:
-    with open_sink(tmp_path / "out.csv") as sink, pytest.raises(InvalidArgumentError, match=message):
-        sink.write("S", [text])
+    with open_sink(tmp_path / "out.csv") as sink:
+        with pytest.raises(InvalidArgumentError, match=message):
+            sink.write("S", [text])

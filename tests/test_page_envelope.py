@@ -170,3 +170,12 @@ def test_hostile_envelopes_read_alike(body: bytes) -> None:
     for converter in (_EAGER, None):
         expected = _outcome(parse_envelope, 200, body, converter)
         assert _outcome(parse_page_envelope, 200, body, converter) == expected
+
+
+def test_only_a_converter_that_keeps_tasks_unread_is_given_text() -> None:
+    # The client reads pages for it with msgspec; an eager converter gets them parsed.
+    from spacetasks_async import converter
+    from spacetasks_async._convert import defers_tasks
+
+    assert defers_tasks(converter) and defers_tasks(make_converter())
+    assert not defers_tasks(_EAGER)
