@@ -39,7 +39,7 @@ import orjson
 
 from spacetasks_async import RetryPolicy
 
-from . import _decode
+from . import _cli, _decode
 from ._clients import (
     harvest_spacetasks,
     sequential_aiohttp,
@@ -82,6 +82,10 @@ class Settings:
     repeats: int  # concurrent walks: best of
     cpu_repeats: int  # CPU per page against the bare loop: least of
     sequential_repeats: int  # sequential loops at latency 0: best of (1 otherwise)
+    cli_spaces: int  # scenario 6: the command line against a bare loop writing JSON Lines
+    cli_tasks_per_space: int
+    cli_latencies: tuple[float, ...]
+    cli_repeats: int
 
 
 FULL = Settings(
@@ -104,6 +108,10 @@ FULL = Settings(
     repeats=3,
     cpu_repeats=5,
     sequential_repeats=2,
+    cli_spaces=20,
+    cli_tasks_per_space=5_000,
+    cli_latencies=(0.0, 0.02),
+    cli_repeats=3,
 )
 
 QUICK = Settings(
@@ -126,9 +134,14 @@ QUICK = Settings(
     repeats=1,
     cpu_repeats=2,
     sequential_repeats=1,
+    cli_spaces=4,
+    cli_tasks_per_space=1_000,
+    cli_latencies=(0.0,),
+    cli_repeats=1,
 )
 
 DEFAULT_WINDOW = 8  # Client.iter_tasks' default
+BARE_WALK = "bare concurrent loop, window 16 (orjson, no checks, order or proof)"
 
 # Small waits, so that the run under faults measures the retries and not the backoff policy.
 FAULT_RETRY = RetryPolicy(
@@ -339,6 +352,17 @@ def scenario_latency(s: Settings) -> tuple[list[Walk], list[CpuRow]]:
                     Walk(latency, name, t.seconds, len(ids), window, t.client_cpu, t.server_cpu)
                 )
                 _log(f"    {name}: {t}")
+            # The floor of any concurrent client on this machine and server: the bare loop
+            # (no checks, no order, no proof; a request sent as soon as one completes).
+            bare = functools.partial(
+                windowed_aiohttp, url, key, token, page_size=s.page_size, window=16
+            )
+            t, count = timed(bare, s.repeats, srv)
+            if count != s.tasks:
+                raise RuntimeError(f"the bare loop gave {count} tasks, expected {s.tasks}")
+            name = BARE_WALK
+            rows.append(Walk(latency, name, t.seconds, count, 16, t.client_cpu, t.server_cpu))
+            _log(f"    {name}: {t}")
             seq_repeats = s.sequential_repeats if latency == 0 else 1
             for name, loop in (
                 ("sequential aiohttp loop (dicts)", sequential_aiohttp),
@@ -425,6 +449,30 @@ def scenario_decode(s: Settings) -> list[_decode.DecodeRow]:
     for page_size in s.decode_pages:
         _log(f"[3] decoding pages of {page_size}")
         rows.append(_decode.measure(s.decode_tasks, page_size, s.decode_repeats))
+    return rows
+
+
+# --- scenario 6: the command line ---------------------------------------------------------
+
+
+def scenario_cli(s: Settings) -> list[_cli.CliRow]:
+    """``spacetasks harvest`` to JSON Lines against the bare loop writing the same lines."""
+    rows = []
+    spec = ["--spaces", str(s.cli_spaces), "--tasks-per-space", str(s.cli_tasks_per_space)]
+    for latency in s.cli_latencies:
+        _log(f"[6] command line to JSON Lines, {latency * 1000:.0f} ms")
+        with server(*spec, "--latency", str(latency)) as srv:
+            rows.append(
+                _cli.measure(
+                    srv.base_url,
+                    srv.api_key,
+                    srv.tokens,
+                    latency=latency,
+                    expected=s.cli_spaces * s.cli_tasks_per_space,
+                    concurrency=s.concurrency,
+                    repeats=s.cli_repeats,
+                )
+            )
     return rows
 
 
@@ -589,6 +637,7 @@ def report(
     decode: list[_decode.DecodeRow],
     memory: list[MemoryRow],
     faults: FaultResult,
+    cli: list[_cli.CliRow],
     elapsed: float,
     chart: str,
 ) -> str:
@@ -617,7 +666,7 @@ def report(
         "",
         *_table(["", ""], [[k, v] for k, v in machine().items()]),
         "",
-        *targets(s, walks, cpu, decode, memory),
+        *targets(s, walks, cpu, decode, memory, cli),
     ]
     # -- scenario 1
     out += [
@@ -827,6 +876,16 @@ def report(
         for m in memory
     ]
     out += _table(["tasks", "RSS before the walk", "peak RSS", "time", "tasks/s"], mrows)
+    for r in cli:
+        rows.append(
+            [
+                f"command line to JSON Lines, tasks/s / bare aiohttp loop writing the same "
+                f"lines, {r.spaces} spaces x {r.tasks // r.spaces:,}, {r.latency * 1000:.0f} ms",
+                f"{r.ratio:.2f}",
+                ">= 0.8",
+                f"**{_mark(r.ratio >= 0.8)}**",
+            ]
+        )
     growth = memory[-1].peak_mib - memory[0].peak_mib
     out += [
         "",
@@ -871,6 +930,34 @@ def report(
         f"**{_mark(f.tasks == f.unique == f.expected)}**",
         "",
     ]
+    # -- scenario 6
+    out += [
+        "## 6. The command line to JSON Lines",
+        "",
+        f"`spacetasks harvest` of {s.cli_spaces} spaces x {s.cli_tasks_per_space:,} tasks "
+        f"(`--concurrency {s.concurrency} --page-size 100 -q`) against a bare aiohttp loop "
+        "writing the same lines (`benchmarks/_cli.py`: the same limit of requests in flight, "
+        "`orjson.loads` of each body and `orjson.dumps` of each task with its `space_token`; "
+        "no retries, checks, order or commits). Each runs as a process of its own (start-up "
+        f"included), interleaved, best of {s.cli_repeats}; both files hold every task. The "
+        "command line writes each task's JSON text as the server sent it (only `task_id` is "
+        "parsed), commits (flush and fsync) as it goes, and walks every space exactly.",
+        "",
+        *_table(
+            ["latency", "command line", "bare loop", "tasks/s, CLI / bare", "target >= 0.8"],
+            [
+                [
+                    f"{r.latency * 1000:.0f} ms",
+                    f"{r.cli_seconds:.2f} s ({r.tasks / r.cli_seconds:,.0f} tasks/s)",
+                    f"{r.bare_seconds:.2f} s ({r.tasks / r.bare_seconds:,.0f} tasks/s)",
+                    f"{r.ratio:.2f}",
+                    f"**{_mark(r.ratio >= 0.8)}**",
+                ]
+                for r in cli
+            ],
+        ),
+        "",
+    ]
     return "\n".join(out)
 
 
@@ -880,6 +967,7 @@ def targets(
     cpu: list[CpuRow],
     decode: list[_decode.DecodeRow],
     memory: list[MemoryRow],
+    cli: list[_cli.CliRow],
 ) -> list[str]:
     """The targets of issue 10, each a ratio measured in this run."""
     pages = math.ceil(s.tasks / s.page_size)
@@ -923,6 +1011,16 @@ def targets(
                 f"**{_mark(share >= 0.85)}**",
             ]
         )
+        floor = next((w for w in walks if w.latency == top and w.client == BARE_WALK), None)
+        if floor is not None:
+            rows.append(
+                [
+                    "(for reference: the same for the bare concurrent loop, same server)",
+                    f"{ideal(top, pages, 16) / floor.seconds:.2f}",
+                    "-",
+                    "-",
+                ]
+            )
     growth = memory[-1].peak_mib - memory[0].peak_mib
     rows.append(
         [
@@ -1004,10 +1102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     decode = scenario_decode(s)
     memory = scenario_memory(s)
     faults = scenario_faults(s)
+    cli = scenario_cli(s)
     elapsed = time.perf_counter() - started
     chart = "harvest_vs_latency.png"
     draw_chart(s, walks, output / chart)
-    text = report(s, walks, cpu, harvest, decode, memory, faults, elapsed, chart)
+    text = report(s, walks, cpu, harvest, decode, memory, faults, cli, elapsed, chart)
     (output / "RESULTS.md").write_text(text + "\n")
     print(text)
     _log(f"wrote {output / 'RESULTS.md'} and {output / chart} in {elapsed:.0f} s")

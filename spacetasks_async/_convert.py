@@ -59,7 +59,7 @@ import itertools
 import linecache
 import types
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Union, get_args, get_origin
 
@@ -111,10 +111,10 @@ is read.
 """
 
 
-def _parse_item(text: RawJSON) -> Any:
+def _parse_item(text: RawJSON | bytes) -> Any:
     """The parsed JSON text of one item (``_Invalid`` if it does not parse)."""
     try:
-        return orjson.loads(memoryview(text))
+        return orjson.loads(text if text.__class__ is bytes else memoryview(text))
     except orjson.JSONDecodeError:
         # The page's syntax was checked with it: what is left is a number out of range or
         # a bad escape. orjson's message is not quoted: it may hold part of the text.
@@ -1061,7 +1061,7 @@ def _deferring(
 
     def materialize(d: Any, obj: Any) -> None:
         try:
-            if d.__class__ is RawJSON:
+            if d.__class__ is bytes:  # the text kept by defer_json
                 d = _parse_item(d)
             decode_into(d, obj)
         except _Invalid as exc:
@@ -1092,7 +1092,8 @@ def _deferring(
             if parsed.__class__ is not dict:
                 raise _wrong_type("", parsed, "an object") from None
             return defer(parsed)
-        return keep(value, text.copy())
+        # Its own bytes: an unread task kept does not keep its page's body alive.
+        return keep(value, bytes(memoryview(text)))
 
     return defer, defer_json
 
@@ -1190,7 +1191,7 @@ def _unstructure_model_factory(cls: type, conv: cattrs.Converter) -> Callable[[A
                 pending = pending_of(obj)
                 if pending is not None:
                     source = pending.raw
-                    if source.__class__ is RawJSON:
+                    if source.__class__ is bytes:
                         try:
                             parsed: dict[str, Any] = _parse_item(source)
                         except _Invalid as exc:
@@ -1521,9 +1522,30 @@ def task_json(task: Task) -> bytes | None:
     if type(task) is Task:
         return None
     pending = pending_of(task)
-    if pending is None or pending.raw.__class__ is not RawJSON:
+    if pending is None or pending.raw.__class__ is not bytes:
         return None
-    return bytes(memoryview(pending.raw))
+    text: bytes = pending.raw
+    return text
+
+
+def tasks_as_sent(tasks: Iterable[Task]) -> list[bytes | dict[str, Any]]:
+    """Each task as the server sent it: its JSON text if kept (:func:`task_json`), else its
+    object (:func:`encode_task`). What the command line hands its output, in one call per
+    page."""
+    out: list[bytes | dict[str, Any]] = []
+    append = out.append
+    for task in tasks:
+        if type(task) is not Task:
+            pending = _extra_slot(task)
+            if pending.__class__ is _Undecoded and pending.raw.__class__ is bytes:
+                append(pending.raw)
+                continue
+        append(encode_task(task))
+    return out
+
+
+# The slot of Task.extra read straight (a task not read yet keeps its text there).
+_extra_slot: Final[Callable[[Task], Any]] = Task.__dict__["extra"].__get__
 
 
 def decode_space(obj: Any, converter: cattrs.Converter | None = None) -> Space:

@@ -1301,11 +1301,21 @@ class _StreamSink(Sink):
             # key) is merged instead, so that the head's value wins as it always did.
             prefix = orjson.dumps(head, option=head_option)[:-1] + b","
             head_keys = [orjson.dumps(key) for key in head]
+            first_key = head_keys[0]  # b'"space_token"'
             dumps = orjson.dumps
             lines = []
             for task in tasks:
                 if isinstance(task, bytes):
-                    if _spliceable(task, head_keys):
+                    # The usual text is tested inline (a call per task would cost more than
+                    # the tests): compact, one line, without a key of the head.
+                    if (
+                        task[:2] == b'{"'
+                        and task[-1:] == b"}"
+                        and b"\n" not in task
+                        and b"\r" not in task
+                        and first_key not in task
+                        and len(head_keys) == 1
+                    ) or _spliceable(task, head_keys):
                         lines.append(prefix + task[1:] + b"\n")
                         continue
                     task = _parse_object(task, None)

@@ -127,9 +127,11 @@ def _restore_timestamp(
 class _Undecoded:
     """A value kept as sent (``raw``), to be decoded on first access by ``decode(raw, owner)``.
 
-    Only ever stored in the slot of a :data:`DECODED_ON_ACCESS` field; reading the attribute
-    never returns it (see :class:`_OnAccess`). The converter builds one per task, so it has
-    no ``__init__`` to call: it is created empty and its two slots are assigned.
+    Only ever stored in the slot of a :data:`DECODED_ON_ACCESS` field (reading the attribute
+    never returns it, see :class:`_OnAccess`) or in ``extra`` of an instance of a
+    :func:`deferred_subclass`, where ``raw`` is the whole object as sent: its parsed dict, or
+    its JSON text. The converter builds one per task, so it has no ``__init__`` to call: it
+    is created empty and its two slots are assigned.
     """
 
     __slots__ = ("decode", "raw")
@@ -188,7 +190,8 @@ def deferred_subclass(cls: type, eager: str) -> type:
 
     Such an instance (the package's lazy converter makes them for :class:`Task`) has only
     two slots filled: ``eager`` (``task_id``, which a walk reads from every task) and
-    ``extra``, which holds an :class:`_Undecoded` of the whole object as sent. Reading any
+    ``extra``, which holds an :class:`_Undecoded` of the whole object as sent (its JSON
+    text, from a page the client read; or its parsed dict). Reading any
     other attribute, ``__class__`` included, first runs ``decode(raw, instance)``, which
     fills every slot in place and turns the instance into a plain ``cls`` (``__class__``
     assignment, between classes of one layout: this subclass adds no slot). From then on it

@@ -179,3 +179,18 @@ def test_only_a_converter_that_keeps_tasks_unread_is_given_text() -> None:
 
     assert defers_tasks(converter) and defers_tasks(make_converter())
     assert not defers_tasks(_EAGER)
+
+
+def test_tasks_as_sent_gives_the_text_of_unread_tasks_and_the_object_of_others() -> None:
+    from spacetasks_async._convert import tasks_as_sent
+
+    objs = samples.random_tasks(seed=10, count=4)
+    body = orjson.dumps({"count": 4, "data": objs})
+    tasks = decode_tasks(parse_page_envelope(200, body, method="GET", path="/p")["data"])
+    tasks[1].status  # noqa: B018 - read: decoded, its text dropped
+    from_dicts = decode_tasks(objs)  # unread, but parsed already: their objects
+    eager = decode_tasks(objs, _EAGER)
+    sent = tasks_as_sent([*tasks, from_dicts[0], eager[0]])
+    assert sent[0] == orjson.dumps(objs[0]) and sent[2] == orjson.dumps(objs[2])
+    assert sent[1] == objs[1] and sent[4] == objs[0] and sent[5] == objs[0]
+    assert [orjson.loads(s) if isinstance(s, bytes) else s for s in sent[:4]] == objs

@@ -22,7 +22,7 @@ import yarl
 from rich.text import Text
 
 from .._client import Client
-from .._convert import encode_task, task_json
+from .._convert import tasks_as_sent
 from .._errors import (
     AuthenticationError,
     NotFoundError,
@@ -458,7 +458,7 @@ async def _consume(
                     # Exactly what the API sent: the sink adds space_token and converts. A
                     # task never read is its JSON text as sent (written as is to JSON
                     # Lines, never parsed); a decoded one (--decode) is encoded back.
-                    sink.write(token, [task_json(task) or encode_task(task) for task in tasks])
+                    sink.write(token, tasks_as_sent(tasks))
                 state.tasks += len(tasks)
                 tracker.wrote(token, len(tasks))
                 if limit is not None and state.tasks >= limit:
