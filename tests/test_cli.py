@@ -129,6 +129,22 @@ def pause_after(server: UnpodServer, n: int) -> Callable[[TaskRequest], Awaitabl
     return hook
 
 
+async def killed_after_a_commit(
+    *args: str | Path,
+    env: dict[str, str],
+    server: UnpodServer,
+    checkpoint: Path,
+    until: Callable[[], bool] | None = None,
+) -> None:
+    """Run the command until its checkpoint has a commit (and ``until`` holds, if given)
+    and a request of it waits on the paused server, then SIGKILL it: no cleanup at all."""
+    proc = await start(*args, env=env)
+    await wait_until(lambda: committed(checkpoint) > 0 and (until is None or until()))
+    await server.wait_in_flight(1)
+    proc.kill()
+    await finish(proc)
+
+
 @pytest.mark.served(seed=11, spaces=[0, 137, 420], latency=0.02)
 async def test_full_harvest_writes_every_task_unchanged(
     tmp_path: Path, server: UnpodServer
@@ -230,11 +246,7 @@ async def test_resume_after_the_space_changed_between_runs_loses_and_repeats_not
     args += ["--checkpoint-interval", "0", "--concurrency", "1"]
     env = cli_env(server)
     hook = pause_after(server, 6)
-    proc = await start(*args, env=env)
-    await wait_until(lambda: committed(ck) > 0)
-    await server.wait_in_flight(1)
-    proc.kill()
-    await finish(proc)
+    await killed_after_a_commit(*args, env=env, server=server, checkpoint=ck)
     written = {line["task_id"] for line in read_lines(out.read_bytes())}
     before = server.expected_task_ids(token)
     # Between the runs: new tasks push written ones later, deletions of written tasks

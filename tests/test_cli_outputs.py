@@ -24,13 +24,12 @@ from test_cli import (  # tests/ is on sys.path (pytest's default import mode)
     assert_exactly_the_server_tasks,
     checkpoint_of,
     cli_env,
-    committed,
     finish,
+    killed_after_a_commit,
     pause_after,
     read_lines,
     run,
     start,
-    wait_until,
 )
 
 from spacetasks_async.testing import UnpodServer
@@ -125,14 +124,14 @@ async def test_killed_harvest_resumes_exactly_in_every_format(
     args += ["--checkpoint-interval", "0", "--page-size", "50", "--concurrency", "2"]
     env = cli_env(server)
     hook = pause_after(server, 7)
-    proc = await start(*args, env=env)
     first = server.space_tokens[0]
-    await wait_until(
-        lambda: committed(ck) > 0 and (checkpoint_of(ck) or {})["spaces"][first]["done"]
+    await killed_after_a_commit(
+        *args,
+        env=env,
+        server=server,
+        checkpoint=ck,
+        until=lambda: (checkpoint_of(ck) or {})["spaces"][first]["done"],
     )
-    await server.wait_in_flight(1)
-    proc.kill()  # SIGKILL: no cleanup at all
-    await finish(proc)
     if out.is_file():
         # What a kill in the middle of a write leaves: half a gzip member.
         out.write_bytes(out.read_bytes() + gzip.compress(b'{"space_token":"X"}\n')[:15])
@@ -204,11 +203,7 @@ async def test_a_replaced_output_is_refused_on_resume(tmp_path: Path, server: Un
     args += ["--checkpoint-interval", "0", "--page-size", "50", "--concurrency", "1"]
     env = cli_env(server)
     hook = pause_after(server, 4)
-    proc = await start(*args, env=env)
-    await wait_until(lambda: committed(ck) > 0)
-    await server.wait_in_flight(1)
-    proc.kill()
-    await finish(proc)
+    await killed_after_a_commit(*args, env=env, server=server, checkpoint=ck)
     # Something else wrote the same name meanwhile (another tool, a demo...).
     replacement = b'{"task_id":"other"}\n' * 300
     out.write_bytes(replacement)
@@ -228,14 +223,11 @@ async def test_checkpoints_are_checked_against_the_command(
     out, ck = tmp_path / "tasks.jsonl", tmp_path / "run.ckpt"
     env = cli_env(server)
     hook = pause_after(server, 3)
-    proc = await start(
+    await killed_after_a_commit(
         "harvest", a, b, "-o", out, "--checkpoint", ck, "--page-size", "50",
-        "--checkpoint-interval", "0", "--concurrency", "1", env=env,
+        "--checkpoint-interval", "0", "--concurrency", "1", env=env, server=server,
+        checkpoint=ck,
     )  # fmt: skip
-    await wait_until(lambda: committed(ck) > 0)
-    await server.wait_in_flight(1)
-    proc.kill()
-    await finish(proc)
     server.remove_hook(hook)
     server.resume()
     base = ["-o", out, "--checkpoint", ck, "--page-size", "50"]
