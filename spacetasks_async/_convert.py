@@ -633,8 +633,9 @@ class _Block:
     ) -> None:
         self.out, self.cls, self.src, self.p = out, cls, src, p
         # Fill the instance in local ``into`` (a deferred one, see _deferring) instead of a
-        # new one: only with a twin, and only once every value is decoded (nothing raises
-        # after the first store, so a failed decode leaves the instance as it was).
+        # new one: only where a twin is allowed (__init__ only stores the fields), and only
+        # once every value is decoded (nothing raises after the first store, so a failed
+        # decode leaves the instance as it was).
         self.into = into
         self.shape = shape or ""
         self.fields = _wire_fields(cls, shape, out.conv, out.lazy)
@@ -694,9 +695,16 @@ class _Block:
             # twin (which has no __init__) allocates it faster than object.__new__(twin).
             twin_name = out.ref(f"_twin_{self.cls.__name__}", twin)
             if self.into:
-                self.emit(f"_retype(into, {twin_name})", f"{p}o = into")
-            else:
-                self.emit(f"{p}o = {twin_name}()")
+                # The instance is shared: other threads may read it meanwhile, so it never
+                # takes the twin's class. Each slot is written through the class's own
+                # descriptor, ``extra`` (which says "not decoded yet") last, then the class
+                # becomes the model's (see _models.deferred_subclass).
+                for n in sorted(names, key=lambda n: n == "extra"):
+                    setter = out.ref(f"_set_{n}", self.cls.__dict__[n].__set__)
+                    self.emit(f"{setter}(into, {values.get(n, 'None')})")
+                self.emit(f"_retype(into, {cls_name})", f"{p}o = into")
+                return self.lines
+            self.emit(f"{p}o = {twin_name}()")
             self.emit(*(f"{p}o.{n} = {values.get(n, 'None')}" for n in names))
             self.emit(f"{p}o.__class__ = {cls_name}")
         return self.lines

@@ -214,6 +214,9 @@ def deferred_subclass(cls: type, eager: str) -> type:
         pending = object.__getattribute__(self, "extra")
         if pending.__class__ is _Undecoded:
             pending.decode(pending.raw, self)
+        if name == "__class__":
+            # Decoded, by this thread or another that has not assigned the class yet.
+            return cls
         return object.__getattribute__(self, name)
 
     return type(

@@ -143,3 +143,37 @@ def test_a_user_hook_runs_when_the_task_is_read() -> None:
     assert calls == []  # nothing read yet
     assert tasks[0].input is not None and tasks[0].input["seen"] is True
     assert len(calls) == 1
+
+
+def test_threads_reading_unread_tasks_at_once_all_see_the_decoded_tasks() -> None:
+    # Two threads may decode one task at once; each must see the whole decoded task. A
+    # switch interval of a microsecond makes the threads interleave inside the decoding.
+    import sys
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import orjson
+
+    from spacetasks_async._errors import parse_page_envelope
+
+    objs = [_task(seed) for seed in range(40)]
+    body = orjson.dumps({"count": len(objs), "data": objs})
+    expected = [repr(t) for t in decode_tasks(objs, converter=_EAGER)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(10):
+            data = parse_page_envelope(200, body, method="GET", path="/p")["data"]
+            tasks = decode_tasks(data)
+            barrier = threading.Barrier(4)
+
+            def read_all(_: int, tasks: list[Task] = tasks, barrier: Any = barrier) -> list[str]:
+                barrier.wait()
+                return [repr(t) for t in tasks]
+
+            with ThreadPoolExecutor(4) as pool:
+                seen = list(pool.map(read_all, range(4)))
+            assert all(reprs == expected for reprs in seen)
+            assert all(type(t) is Task for t in tasks)
+    finally:
+        sys.setswitchinterval(interval)
