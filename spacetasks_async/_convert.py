@@ -1091,7 +1091,9 @@ def _deferring(
         value = d.get(key, _ABSENT)
         if value.__class__ is not str:
             return decode(d)  # a missing or wrong key raises; a str subclass decodes now
-        return keep(value, d)
+        # A copy: the caller's dict may change before the task is read (what an eager
+        # decode shares with it, the nested values as sent, a lazy one shares too).
+        return keep(value, dict(d))
 
     def defer_json(text: RawJSON) -> Any:
         try:

@@ -177,3 +177,12 @@ def test_threads_reading_unread_tasks_at_once_all_see_the_decoded_tasks() -> Non
             assert all(type(t) is Task for t in tasks)
     finally:
         sys.setswitchinterval(interval)
+
+
+def test_a_task_decoded_from_a_dict_does_not_follow_later_changes_of_the_dict() -> None:
+    obj = samples.doc_task()
+    lazy = decode_task(obj)
+    expected = decode_task(dict(obj), converter=_EAGER)
+    obj["status"] = "changed afterwards"
+    del obj["created"]
+    assert lazy == expected and lazy.status == expected.status
