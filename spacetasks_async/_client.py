@@ -19,7 +19,13 @@ import cattrs
 import yarl
 
 from ._convert import converter as _package_converter
-from ._convert import decode_space, decode_tasks, defers_tasks, derived_from_package
+from ._convert import (
+    decode_space,
+    decode_tasks,
+    defers_tasks,
+    derived_from_package,
+    mark_source,
+)
 from ._errors import (
     ConfigurationError,
     DecodeError,
@@ -597,6 +603,8 @@ class Client:
             tasks: list[Task] = envelope["data"]
         except SpaceTasksError as exc:
             raise exc.with_context(space_token=space_token, page=page) from None
+        if self._pages_as_text:
+            mark_source(tasks, space_token, page)  # named by a DecodeError when read
         count = envelope.get("count")
         return TaskPage(
             page=page,

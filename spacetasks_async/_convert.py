@@ -1074,8 +1074,13 @@ def _deferring(
                 d = _parse_item(d)
             decode_into(d, obj)
         except _Invalid as exc:
-            # The task as it stands (its id is known) names the task, whatever failed.
-            raise refused(exc, {key: object.__getattribute__(obj, key)}) from None
+            # The task as it stands (its id is known) names the task, whatever failed, and
+            # the space and page it came from when the client said (see mark_source).
+            error = refused(exc, {key: object.__getattribute__(obj, key)})
+            where = getattr(object.__getattribute__(obj, "extra"), "where", None)
+            if where is not None:
+                error.with_context(space_token=where[0], page=where[1])
+            raise error from None
 
     def keep(value: str, source: Any) -> Any:
         o = twin()
@@ -1553,6 +1558,18 @@ def tasks_as_sent(tasks: Iterable[Task]) -> list[bytes | dict[str, Any]]:
                 continue
         append(encode_task(task))
     return out
+
+
+def mark_source(tasks: Iterable[Task], space_token: str, page: int) -> None:
+    """Note where tasks not read yet came from, so that a task that does not decode when it
+    is read raises a DecodeError naming its space and page, as one decoded with its page
+    does. (One store per task; nothing for a task decoded already.)"""
+    where = (space_token, page)
+    for task in tasks:
+        if type(task) is not Task:
+            pending = _extra_slot(task)
+            if pending.__class__ is _Undecoded:
+                pending.where = where
 
 
 # The slot of Task.extra read straight (a task not read yet keeps its text there).

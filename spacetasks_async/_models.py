@@ -134,10 +134,13 @@ class _Undecoded:
     is created empty and its two slots are assigned.
     """
 
-    __slots__ = ("decode", "raw")
+    __slots__ = ("decode", "raw", "where")
 
     raw: Any
     decode: Callable[[Any, Any], Any]
+    #: The space and page the object came from, when the client knows them (set only for
+    #: a whole task; read only when decoding it fails, to name them in the error).
+    where: tuple[str, int]
 
 
 class _OnAccess:

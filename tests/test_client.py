@@ -312,6 +312,7 @@ async def test_undecodable_task_raises_when_first_read_with_the_default_converte
             task.created  # noqa: B018
         assert info.value.task_id == SAMPLE_TASK["task_id"]
         assert info.value.json_path == "$.created"
+        assert (info.value.space_token, info.value.page) == (TOKEN, 4)
         assert "UTOK-xyz" not in str(info.value) and "UTOK-xyz" not in repr(info.value)
     assert st.encode_task(task) == bad
 
